@@ -1,0 +1,61 @@
+//! The one error type of the engine core. Variants carry enough structure to tell a user what is wrong.
+
+use crate::quant::GgmlType;
+
+/// Result alias used across the engine core.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Every way the engine core can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+
+    #[error(
+        "read of {len} bytes at offset {offset} is past the end of the source ({source_len} bytes)"
+    )]
+    ReadPastEnd {
+        offset: u64,
+        len: u64,
+        source_len: u64,
+    },
+
+    #[error("malformed GGUF: {0}")]
+    Gguf(#[from] crate::gguf::GgufError),
+
+    #[error("unsupported tensor type {ty} for {op}")]
+    UnsupportedType { ty: GgmlType, op: &'static str },
+
+    #[error("{what}: {len} elements is not a multiple of the block size {block} of {ty}")]
+    BlockMisaligned {
+        what: String,
+        len: usize,
+        block: usize,
+        ty: GgmlType,
+    },
+
+    #[error("buffer size mismatch in {what}: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        what: String,
+        expected: u64,
+        actual: u64,
+    },
+
+    #[error("tensor '{0}' not found")]
+    TensorNotFound(String),
+
+    #[error("metadata key '{key}' {problem}")]
+    Metadata { key: String, problem: String },
+
+    #[error(
+        "host memory budget exceeded: need {requested} more bytes, {in_use} of {budget} in use"
+    )]
+    HostBudgetExceeded {
+        requested: u64,
+        in_use: u64,
+        budget: u64,
+    },
+
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
