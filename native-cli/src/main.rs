@@ -1,1 +1,86 @@
-fn main() {}
+//! The `sluice` command line.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use sluice_cli::commands::{inspect, synth};
+use sluice_cli::models;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Run quantized GGUF language models, even ones larger than the GPU"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show what a GGUF file holds: metadata, tokenizer, tensors, bytes per layer and type.
+    Inspect {
+        /// A GGUF file or a known model name (default: the default model, fetched on first use).
+        model: Option<String>,
+        /// The same as the positional MODEL.
+        #[arg(long = "model", conflicts_with = "model")]
+        model_flag: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a random-weight llama-family GGUF of any shape (for tests and benchmarks).
+    Synth(synth::SynthArgs),
+    /// List the models sluice can fetch by name, and where they are cached.
+    Models,
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Inspect {
+            model,
+            model_flag,
+            json,
+        } => {
+            let path = models::resolve(model.or(model_flag).as_deref())?;
+            let report = inspect::report(&path)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", inspect::render_text(&report));
+            }
+        }
+        Command::Synth(args) => synth::run(&args)?,
+        Command::Models => {
+            let dir = models::cache_dir()?.join("models");
+            println!("cache: {}", dir.display());
+            for m in models::MODELS {
+                let cached = if dir.join(m.file_name).exists() {
+                    "cached"
+                } else {
+                    "not fetched"
+                };
+                let default = if m.name == models::DEFAULT_MODEL {
+                    " (default)"
+                } else {
+                    ""
+                };
+                println!(
+                    "{:<28} {:>7.1} MB  {:<12} {}{default}",
+                    m.name,
+                    m.size as f64 / 1e6,
+                    cached,
+                    m.description
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -25,7 +25,7 @@ pub fn dequantize(ty: GgmlType, data: &[u8], out: &mut [f32]) -> Result<()> {
         });
     }
     let (block, type_size) = (ty.block_size(), ty.type_size());
-    if out.len() % block != 0 {
+    if !out.len().is_multiple_of(block) {
         return Err(Error::BlockMisaligned {
             what: "dequantize output".into(),
             len: out.len(),
@@ -69,7 +69,7 @@ pub fn dequantize(ty: GgmlType, data: &[u8], out: &mut [f32]) -> Result<()> {
 /// Convenience: element count inferred from data.len().
 pub fn dequantize_to_vec(ty: GgmlType, data: &[u8]) -> Result<Vec<f32>> {
     let type_size = ty.type_size();
-    if data.len() % type_size != 0 {
+    if !data.len().is_multiple_of(type_size) {
         return Err(Error::SizeMismatch {
             what: format!("dequantize input (not a whole number of {type_size}-byte {ty} blocks)"),
             expected: (data.len() - data.len() % type_size) as u64,
@@ -89,7 +89,7 @@ pub fn quantize(ty: GgmlType, src: &[f32], out: &mut Vec<u8>) -> Result<()> {
         return Err(Error::UnsupportedType { ty, op: "quantize" });
     }
     let block = ty.block_size();
-    if src.len() % block != 0 {
+    if !src.len().is_multiple_of(block) {
         return Err(Error::BlockMisaligned {
             what: "quantize input".into(),
             len: src.len(),

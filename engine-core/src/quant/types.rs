@@ -241,7 +241,7 @@ impl GgmlType {
     /// or the size overflows.
     pub fn bytes_for(self, elements: u64) -> Option<u64> {
         let block = self.block_size() as u64;
-        if elements % block != 0 {
+        if !elements.is_multiple_of(block) {
             return None;
         }
         (elements / block).checked_mul(self.type_size() as u64)

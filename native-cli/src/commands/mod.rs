@@ -1,1 +1,4 @@
-//! Subcommands.
+//! One module per `sluice` subcommand.
+
+pub mod inspect;
+pub mod synth;
