@@ -101,21 +101,6 @@ impl<S: ByteSource + ?Sized> ByteSource for Arc<S> {
     }
 }
 
-impl<S: ByteSource + ?Sized> ByteSource for Box<S> {
-    fn len(&self) -> u64 {
-        (**self).len()
-    }
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        (**self).read_at(offset, buf)
-    }
-    fn slice(&self, offset: u64, len: u64) -> Option<&[u8]> {
-        (**self).slice(offset, len)
-    }
-    fn is_mapped(&self) -> bool {
-        (**self).is_mapped()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

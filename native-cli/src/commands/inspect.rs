@@ -219,27 +219,24 @@ pub fn render_text(r: &Json) -> String {
             display(&t["n_bytes"])
         );
     }
-    let _ = writeln!(s, "\n{:<12} {:>8} {:>14}", "layer", "tensors", "bytes");
-    for l in r["bytes_per_layer"].as_array().into_iter().flatten() {
-        let _ = writeln!(
-            s,
-            "{:<12} {:>8} {:>14}",
-            l["layer"].as_str().unwrap_or(""),
-            display(&l["tensors"]),
-            display(&l["bytes"])
-        );
-    }
-    let _ = writeln!(s, "\n{:<12} {:>8} {:>14}", "type", "tensors", "bytes");
-    for l in r["bytes_per_type"].as_array().into_iter().flatten() {
-        let _ = writeln!(
-            s,
-            "{:<12} {:>8} {:>14}",
-            l["type"].as_str().unwrap_or(""),
-            display(&l["tensors"]),
-            display(&l["bytes"])
-        );
-    }
+    summary_table(&mut s, "layer", &r["bytes_per_layer"]);
+    summary_table(&mut s, "type", &r["bytes_per_type"]);
     s
+}
+
+/// Appends a "what / tensors / bytes" table of rows keyed by `key`.
+fn summary_table(s: &mut String, key: &str, rows: &Json) {
+    use std::fmt::Write;
+    let _ = writeln!(s, "\n{key:<12} {:>8} {:>14}", "tensors", "bytes");
+    for row in rows.as_array().into_iter().flatten() {
+        let _ = writeln!(
+            s,
+            "{:<12} {:>8} {:>14}",
+            display(&row[key]),
+            display(&row["tensors"]),
+            display(&row["bytes"])
+        );
+    }
 }
 
 /// A JSON value as a person reads it: strings unquoted, f32-exact floats in their short f32 form.
