@@ -1,4 +1,8 @@
 //! Every way a GGUF file can be malformed, one variant each, so callers and tests can tell them apart.
+//!
+//! A size that runs past the end of the file is `Truncated` when a longer file could hold it (the
+//! file was cut short), and `StringTooLong`, `ArrayTooLong` or `CountTooLarge` when it claims more
+//! than any real header holds (the size itself is corrupt).
 
 use std::fmt;
 
@@ -27,11 +31,18 @@ impl fmt::Display for Section {
 /// A structural problem in a GGUF file.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum GgufError {
+    #[error("the file is empty (0 bytes): not a GGUF file")]
+    EmptyFile,
+
     #[error("bad magic {0:02x?}: not a GGUF file")]
     BadMagic([u8; 4]),
 
     #[error("unsupported GGUF version {0} (supported: 2, 3)")]
     UnsupportedVersion(u32),
+
+    /// The version field reads as 2 or 3 only byte-swapped: the file was written big-endian.
+    #[error("big-endian GGUF (version {version} byte-swapped) is not supported: convert the file to little-endian")]
+    BigEndian { version: u32 },
 
     #[error("file truncated in the {section} at offset {offset}: need {needed} bytes, file has {file_len}")]
     Truncated {
@@ -49,9 +60,10 @@ pub enum GgufError {
     },
 
     #[error(
-        "string length {len} at offset {offset} exceeds the {remaining} bytes left in the file"
+        "{section} string length {len} at offset {offset} exceeds the {remaining} bytes left in the file"
     )]
     StringTooLong {
+        section: Section,
         len: u64,
         offset: u64,
         remaining: u64,
@@ -65,8 +77,8 @@ pub enum GgufError {
         remaining: u64,
     },
 
-    #[error("string at offset {offset} is not valid UTF-8")]
-    InvalidUtf8 { offset: u64 },
+    #[error("{section} string at offset {offset} is not valid UTF-8")]
+    InvalidUtf8 { section: Section, offset: u64 },
 
     #[error("unknown metadata value type {type_id} at offset {offset}")]
     UnknownValueType { type_id: u32, offset: u64 },
@@ -100,8 +112,16 @@ pub enum GgufError {
         max: usize,
     },
 
+    /// The product of the non-zero dimensions overflows a `u64`.
     #[error("tensor '{tensor}' dimensions {dims:?} overflow the element count")]
     DimOverflow { tensor: String, dims: Vec<u64> },
+
+    #[error("tensor '{tensor}': {n_elements} {ty} elements take more than 2^64 bytes")]
+    ByteSizeOverflow {
+        tensor: String,
+        ty: String,
+        n_elements: u64,
+    },
 
     #[error("tensor '{tensor}' has unknown type id {type_id}")]
     UnknownTensorType { tensor: String, type_id: u32 },

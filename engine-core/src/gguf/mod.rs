@@ -4,6 +4,8 @@
 mod error;
 mod hparams;
 mod reader;
+#[doc(hidden)]
+pub mod testing;
 mod value;
 mod writer;
 

@@ -1,5 +1,7 @@
 //! The GGUF reader. Nothing read from the file is trusted before it is checked against the file's
-//! size: a lying count or length fails before anything is allocated for it.
+//! size: a count or length larger than any real header fails before anything is allocated for
+//! it, and vectors are reserved only up to a small cap, so memory follows the bytes actually
+//! read, not the counts claimed.
 
 use super::value::{Array, Metadata, Value, ValueType};
 use super::{GgufError, Section, ALIGNMENT_KEY, DEFAULT_ALIGNMENT, MAGIC};
@@ -19,6 +21,20 @@ const READ_CHUNK: usize = 256 * 1024;
 const MIN_TENSOR_INFO: u64 = 24;
 /// Fewest bytes a key/value pair takes: empty key (8), type (4), a one-byte value.
 const MIN_KV: u64 = 13;
+/// A string, array or directory whose declared size runs past the end of the file is reported as
+/// `Truncated` up to this many bytes (a longer file could hold it), and as corrupt above it
+/// (`StringTooLong`, `ArrayTooLong`, `CountTooLarge`): real headers stay far below it, a
+/// 256k-token vocabulary takes a few MiB.
+const MAX_PLAUSIBLE_BYTES: u64 = 1 << 30;
+/// Most bytes reserved ahead for a declared element count; past it, vectors grow as elements
+/// are read.
+const MAX_RESERVE_BYTES: usize = 64 * 1024;
+
+/// Capacity to reserve for `count` declared elements of `T`.
+fn reserve_for<T>(count: u64) -> usize {
+    let cap = MAX_RESERVE_BYTES / std::mem::size_of::<T>().max(1);
+    usize::try_from(count).map_or(cap, |n| n.min(cap))
+}
 
 /// One entry of the tensor directory, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +55,8 @@ impl TensorInfo {
         self.dims.first().copied().unwrap_or(1)
     }
 
-    /// Number of rows (product of all dims but the first).
+    /// Number of rows (product of all dims but the first). The reader guarantees that the product
+    /// of the non-zero dims fits in a `u64`, so this cannot overflow for a tensor it returned.
     pub fn n_rows(&self) -> u64 {
         self.dims.iter().skip(1).product()
     }
@@ -61,6 +78,9 @@ pub struct GgufFile {
 impl GgufFile {
     /// Parses and validates the header and tensor directory of `src`.
     pub fn read<S: ByteSource + ?Sized>(src: &S) -> Result<Self> {
+        if src.is_empty() {
+            return Err(GgufError::EmptyFile.into());
+        }
         let mut r = HeaderReader::new(src);
         let magic: [u8; 4] = r.array(Section::Header)?;
         if magic != MAGIC {
@@ -68,6 +88,11 @@ impl GgufFile {
         }
         let version = r.u32(Section::Header)?;
         if version != 2 && version != 3 {
+            // Big-endian files keep the magic (it is bytes) but swap every number.
+            let swapped = version.swap_bytes();
+            if (1..=3).contains(&swapped) {
+                return Err(GgufError::BigEndian { version: swapped }.into());
+            }
             return Err(GgufError::UnsupportedVersion(version).into());
         }
         let n_tensors = r.u64(Section::Header)?;
@@ -84,7 +109,7 @@ impl GgufFile {
         }
         let alignment = alignment_of(&metadata)?;
 
-        let mut raw = Vec::with_capacity(n_tensors as usize);
+        let mut raw = Vec::with_capacity(reserve_for::<RawTensorInfo>(n_tensors));
         for _ in 0..n_tensors {
             raw.push(r.tensor_info()?);
         }
@@ -161,6 +186,47 @@ fn alignment_of(metadata: &Metadata) -> Result<u64, GgufError> {
     Ok(alignment)
 }
 
+/// Element and byte counts of a tensor, after checking its shape against its type. Shared with the
+/// writer so it never writes a tensor the reader would reject.
+pub(super) fn tensor_extent(
+    name: &str,
+    dims: &[u64],
+    ty: GgmlType,
+) -> Result<(u64, u64), GgufError> {
+    // Zero dims count as one here, so an empty dim cannot hide an overflowing product of the
+    // others (which `n_rows` and every shape computation downstream would hit).
+    let nonzero_product = dims
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d.max(1)))
+        .ok_or_else(|| GgufError::DimOverflow {
+            tensor: name.to_string(),
+            dims: dims.to_vec(),
+        })?;
+    let n_elements = if dims.contains(&0) {
+        0
+    } else {
+        nonzero_product
+    };
+    let ne0 = dims.first().copied().unwrap_or(1);
+    let block = ty.block_size();
+    if ne0 % block as u64 != 0 {
+        return Err(GgufError::RowNotBlockAligned {
+            tensor: name.to_string(),
+            ty: ty.to_string(),
+            ne0,
+            block,
+        });
+    }
+    let n_bytes = ty
+        .bytes_for(n_elements)
+        .ok_or_else(|| GgufError::ByteSizeOverflow {
+            tensor: name.to_string(),
+            ty: ty.to_string(),
+            n_elements,
+        })?;
+    Ok((n_elements, n_bytes))
+}
+
 /// A tensor info as read, before its type and extent are checked.
 struct RawTensorInfo {
     name: String,
@@ -175,68 +241,24 @@ fn validate_tensors(
     data_offset: u64,
     file_len: u64,
 ) -> Result<Vec<TensorInfo>, GgufError> {
-    let data_len = file_len.saturating_sub(data_offset);
     let mut names = HashMap::with_capacity(raw.len());
     let mut tensors = Vec::with_capacity(raw.len());
     for t in raw {
         if names.insert(t.name.clone(), ()).is_some() {
             return Err(GgufError::DuplicateTensor(t.name));
         }
-        let n_elements = t
-            .dims
-            .iter()
-            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
-            .ok_or_else(|| GgufError::DimOverflow {
-                tensor: t.name.clone(),
-                dims: t.dims.clone(),
-            })?;
         let ggml_type =
             GgmlType::from_id(t.type_id).ok_or_else(|| GgufError::UnknownTensorType {
                 tensor: t.name.clone(),
                 type_id: t.type_id,
             })?;
-        let ne0 = t.dims.first().copied().unwrap_or(1);
-        if ne0 % ggml_type.block_size() as u64 != 0 {
-            return Err(GgufError::RowNotBlockAligned {
-                tensor: t.name,
-                ty: ggml_type.to_string(),
-                ne0,
-                block: ggml_type.block_size(),
-            });
-        }
-        let n_bytes = ggml_type
-            .bytes_for(n_elements)
-            .ok_or_else(|| GgufError::DimOverflow {
-                tensor: t.name.clone(),
-                dims: t.dims.clone(),
-            })?;
+        let (n_elements, n_bytes) = tensor_extent(&t.name, &t.dims, ggml_type)?;
         if t.offset % alignment != 0 {
             return Err(GgufError::TensorMisaligned {
                 tensor: t.name,
                 offset: t.offset,
                 alignment,
             });
-        }
-        let end = t.offset.checked_add(n_bytes);
-        match end {
-            Some(end) if end <= data_len => {}
-            // The tensor starts inside the file but runs past its end: the file was cut short.
-            Some(_) if t.offset <= data_len && data_offset <= file_len => {
-                return Err(GgufError::Truncated {
-                    section: Section::TensorData,
-                    offset: data_offset + t.offset,
-                    needed: n_bytes,
-                    file_len,
-                });
-            }
-            _ => {
-                return Err(GgufError::TensorOutOfBounds {
-                    tensor: t.name,
-                    start: t.offset,
-                    end: end.unwrap_or(u64::MAX),
-                    data_len,
-                });
-            }
         }
         tensors.push(TensorInfo {
             name: t.name,
@@ -247,20 +269,71 @@ fn validate_tensors(
             n_bytes,
         });
     }
-    check_overlaps(&tensors)?;
+    check_layout(&tensors, alignment, data_offset, file_len)?;
     Ok(tensors)
 }
 
-fn check_overlaps(tensors: &[TensorInfo]) -> Result<(), GgufError> {
-    let mut order: Vec<&TensorInfo> = tensors.iter().filter(|t| t.n_bytes > 0).collect();
-    order.sort_by_key(|t| t.offset);
-    for pair in order.windows(2) {
-        if pair[0].offset + pair[0].n_bytes > pair[1].offset {
-            return Err(GgufError::TensorOverlap {
-                first: pair[0].name.clone(),
-                second: pair[1].name.clone(),
+/// Checks, in offset order, that every tensor lies inside the data section and that no two
+/// overlap. A tensor running past the end of the file is `Truncated` when it starts inside the
+/// file or right where the tensors before it end (the layout is whole, the file was cut short),
+/// and `TensorOutOfBounds` when it starts beyond both (its offset is corrupt).
+fn check_layout(
+    tensors: &[TensorInfo],
+    alignment: u64,
+    data_offset: u64,
+    file_len: u64,
+) -> Result<(), GgufError> {
+    let data_len = file_len.saturating_sub(data_offset);
+    let mut order: Vec<&TensorInfo> = tensors.iter().collect();
+    // At equal offsets, tensors with data first: they name the problem better.
+    order.sort_by_key(|t| (t.offset, t.n_bytes == 0));
+    // The aligned end of the tensors so far, and the tensor with data that ends last.
+    let mut packed_end = 0u64;
+    let mut furthest: Option<(&TensorInfo, u64)> = None;
+    for t in order {
+        // Checked in absolute terms too: when the file ends before the data section starts,
+        // even an empty tensor's range lies past its end.
+        let end = t.offset.checked_add(t.n_bytes);
+        let Some(abs_end) = end.and_then(|e| e.checked_add(data_offset)) else {
+            return Err(GgufError::TensorOutOfBounds {
+                tensor: t.name.clone(),
+                start: t.offset,
+                end: end.unwrap_or(u64::MAX),
+                data_len,
+            });
+        };
+        let end = abs_end - data_offset;
+        if abs_end > file_len {
+            if t.offset <= data_len.max(packed_end) {
+                return Err(GgufError::Truncated {
+                    section: Section::TensorData,
+                    offset: data_offset + t.offset,
+                    needed: t.n_bytes,
+                    file_len,
+                });
+            }
+            return Err(GgufError::TensorOutOfBounds {
+                tensor: t.name.clone(),
+                start: t.offset,
+                end,
+                data_len,
             });
         }
+        if t.n_bytes == 0 {
+            continue;
+        }
+        if let Some((prev, prev_end)) = furthest {
+            if prev_end > t.offset {
+                return Err(GgufError::TensorOverlap {
+                    first: prev.name.clone(),
+                    second: t.name.clone(),
+                });
+            }
+        }
+        if furthest.is_none_or(|(_, prev_end)| end > prev_end) {
+            furthest = Some((t, end));
+        }
+        packed_end = packed_end.max(end.checked_next_multiple_of(alignment).unwrap_or(u64::MAX));
     }
     Ok(())
 }
@@ -302,9 +375,16 @@ impl<'a, S: ByteSource + ?Sized> HeaderReader<'a, S> {
         Ok(())
     }
 
-    /// Fails with `CountTooLarge` when `count` items of at least `min_size` bytes cannot fit.
+    /// Whether a structure declared to take at least `needed` bytes from here is corrupt rather
+    /// than cut short: it runs past the end of the file and is larger than any real header holds.
+    fn implausible(&self, needed: u64) -> bool {
+        needed > self.remaining() && needed > MAX_PLAUSIBLE_BYTES
+    }
+
+    /// Fails with `CountTooLarge` when `count` items of at least `min_size` bytes are implausible.
+    /// Plausible counts that the file cannot hold fail as `Truncated` where the file ends.
     fn check_count(&self, what: &'static str, count: u64, min_size: u64) -> Result<(), GgufError> {
-        if count.saturating_mul(min_size) > self.remaining() {
+        if self.implausible(count.saturating_mul(min_size)) {
             return Err(GgufError::CountTooLarge {
                 what,
                 count,
@@ -352,17 +432,25 @@ impl<'a, S: ByteSource + ?Sized> HeaderReader<'a, S> {
     fn string(&mut self, section: Section) -> Result<String> {
         let at = self.pos;
         let len = self.u64(section)?;
-        if len > self.remaining() {
-            return Err(GgufError::StringTooLong {
-                len,
-                offset: at,
-                remaining: self.remaining(),
-            }
-            .into());
+        let too_long = GgufError::StringTooLong {
+            section,
+            len,
+            offset: at,
+            remaining: self.remaining(),
+        };
+        if self.implausible(len) {
+            return Err(too_long.into());
         }
-        let mut bytes = vec![0u8; len as usize];
+        self.need(len, section)?;
+        // `len` is now bounded by the file size.
+        let mut bytes = vec![0u8; usize::try_from(len).map_err(|_| too_long)?];
         self.fill(&mut bytes, section)?;
-        String::from_utf8(bytes).map_err(|_| GgufError::InvalidUtf8 { offset: at }.into())
+        String::from_utf8(bytes)
+            .map_err(|_| GgufError::InvalidUtf8 {
+                section,
+                offset: at,
+            })
+            .map_err(Into::into)
     }
 
     fn value(&mut self, type_id: u32, depth: usize) -> Result<Value> {
@@ -404,7 +492,8 @@ impl<'a, S: ByteSource + ?Sized> HeaderReader<'a, S> {
             offset: at,
         })?;
         let len = self.u64(s)?;
-        if len.saturating_mul(elem.min_encoded_size()) > self.remaining() {
+        let min_bytes = len.saturating_mul(elem.min_encoded_size());
+        if self.implausible(min_bytes) {
             return Err(GgufError::ArrayTooLong {
                 len,
                 elem: elem.name(),
@@ -413,12 +502,14 @@ impl<'a, S: ByteSource + ?Sized> HeaderReader<'a, S> {
             }
             .into());
         }
-        // `len` is now bounded by the file size, so these allocations are too.
-        let n = len as usize;
+        if !matches!(elem, ValueType::String | ValueType::Array) {
+            // Fixed-size elements: the whole body must be there.
+            self.need(min_bytes, s)?;
+        }
         macro_rules! numeric {
             ($variant:ident, $t:ty) => {{
-                let mut v = Vec::with_capacity(n);
-                for _ in 0..n {
+                let mut v = Vec::with_capacity(reserve_for::<$t>(len));
+                for _ in 0..len {
                     v.push(<$t>::from_le_bytes(self.array(s)?));
                 }
                 Array::$variant(v)
@@ -436,22 +527,22 @@ impl<'a, S: ByteSource + ?Sized> HeaderReader<'a, S> {
             ValueType::I64 => numeric!(I64, i64),
             ValueType::F64 => numeric!(F64, f64),
             ValueType::Bool => {
-                let mut v = Vec::with_capacity(n);
-                for _ in 0..n {
+                let mut v = Vec::with_capacity(reserve_for::<bool>(len));
+                for _ in 0..len {
                     v.push(self.array::<1>(s)?[0] != 0);
                 }
                 Array::Bool(v)
             }
             ValueType::String => {
-                let mut v = Vec::with_capacity(n);
-                for _ in 0..n {
+                let mut v = Vec::with_capacity(reserve_for::<String>(len));
+                for _ in 0..len {
                     v.push(self.string(s)?);
                 }
                 Array::String(v)
             }
             ValueType::Array => {
-                let mut v = Vec::with_capacity(n);
-                for _ in 0..n {
+                let mut v = Vec::with_capacity(reserve_for::<Array>(len));
+                for _ in 0..len {
                     v.push(self.array_value(depth + 1)?);
                 }
                 Array::Array(v)

@@ -2,6 +2,7 @@
 //! its shape and type, then tensor data is appended in directory order, so no tensor need be whole
 //! in memory at once.
 
+use super::reader::tensor_extent;
 use super::value::{Array, Metadata, Value};
 use super::{GgufError, ALIGNMENT_KEY, DEFAULT_ALIGNMENT, MAGIC, MAX_DIMS};
 use crate::quant::GgmlType;
@@ -35,26 +36,7 @@ impl TensorSpec {
                 max: MAX_DIMS,
             });
         }
-        let overflow = || GgufError::DimOverflow {
-            tensor: self.name.clone(),
-            dims: self.dims.clone(),
-        };
-        let n = self
-            .dims
-            .iter()
-            .try_fold(1u64, |a, &d| a.checked_mul(d))
-            .ok_or_else(overflow)?;
-        let ne0 = self.dims.first().copied().unwrap_or(1);
-        let block = self.ggml_type.block_size();
-        if ne0 % block as u64 != 0 {
-            return Err(GgufError::RowNotBlockAligned {
-                tensor: self.name.clone(),
-                ty: self.ggml_type.to_string(),
-                ne0,
-                block,
-            });
-        }
-        self.ggml_type.bytes_for(n).ok_or_else(overflow)
+        tensor_extent(&self.name, &self.dims, self.ggml_type).map(|(_, n_bytes)| n_bytes)
     }
 }
 
@@ -254,41 +236,9 @@ pub fn encode_array(a: &Array, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gguf::testing::sample_metadata;
     use crate::gguf::GgufFile;
     use crate::source::MemorySource;
-
-    fn sample_metadata() -> Metadata {
-        let mut m = Metadata::new();
-        m.set("general.architecture", Value::String("llama".into()));
-        m.set("general.alignment", Value::U32(64));
-        m.set("u8", Value::U8(7));
-        m.set("i8", Value::I8(-7));
-        m.set("u16", Value::U16(700));
-        m.set("i16", Value::I16(-700));
-        m.set("i32", Value::I32(-70000));
-        m.set("f32", Value::F32(1.5e-5));
-        m.set("bool", Value::Bool(true));
-        m.set("u64", Value::U64(u64::MAX));
-        m.set("i64", Value::I64(i64::MIN));
-        m.set("f64", Value::F64(std::f64::consts::PI));
-        m.set(
-            "strings",
-            Value::Array(Array::String(vec![
-                "a".into(),
-                "é€😀".into(),
-                String::new(),
-            ])),
-        );
-        m.set(
-            "nested",
-            Value::Array(Array::Array(vec![
-                Array::I32(vec![1, -2]),
-                Array::String(vec!["x".into()]),
-            ])),
-        );
-        m.set("empty", Value::Array(Array::F64(vec![])));
-        m
-    }
 
     #[test]
     fn every_value_type_and_tensor_survives_a_round_trip() {
