@@ -1,6 +1,6 @@
 //! The `sluice` command line.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use sluice_cli::commands::{inspect, synth};
 use sluice_cli::models;
@@ -33,6 +33,11 @@ enum Command {
     Synth(synth::SynthArgs),
     /// List the models sluice can fetch by name, and where they are cached.
     Models,
+    /// Fetch a known model (default: the default model) if it is not cached, and print its path.
+    Fetch {
+        /// A known model name (see `sluice models`).
+        model: Option<String>,
+    },
 }
 
 fn main() {
@@ -58,6 +63,17 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Synth(args) => synth::run(&args)?,
+        Command::Fetch { model } => {
+            let name = model.as_deref().unwrap_or(models::DEFAULT_MODEL);
+            let known = models::find(name).with_context(|| {
+                let names: Vec<&str> = models::MODELS.iter().map(|m| m.name).collect();
+                format!(
+                    "'{name}' is not a known model (known: {})",
+                    names.join(", ")
+                )
+            })?;
+            println!("{}", models::ensure_fetched(known)?.display());
+        }
         Command::Models => {
             let dir = models::cache_dir()?.join("models");
             println!("cache: {}", dir.display());
