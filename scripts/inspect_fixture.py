@@ -7,8 +7,8 @@ fixture is an independent account of the file, not one produced by Sluice's pars
 
 Run (a virtual environment with the `gguf` package and numpy):
 
-    python -m venv /tmp/pyenv && /tmp/pyenv/bin/pip install gguf==0.19.0 numpy
-    /tmp/pyenv/bin/python scripts/inspect_fixture.py FILE.gguf --source "pkg==version" \\
+    python -m venv venv && venv/bin/pip install gguf==0.19.0 numpy
+    venv/bin/python scripts/inspect_fixture.py FILE.gguf --source "pkg==version" \\
         > fixtures/inspect/NAME.json
 
 `--source` names where FILE came from (recorded in `generated_by`). See fixtures/inspect/README.md

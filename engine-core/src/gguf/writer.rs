@@ -266,6 +266,16 @@ mod tests {
         let start = file.data_range(b).start as usize;
         assert!(bytes[start..start + 102].iter().all(|&x| x == 3));
         assert_eq!(bytes.len() as u64, file.data_offset + 64 + 128);
+
+        // GGUF v2 has the same layout (64-bit counts and lengths); only the version word differs.
+        let mut v2 = bytes;
+        v2[4..8].copy_from_slice(&2u32.to_le_bytes());
+        let file2 = GgufFile::read(&MemorySource::new(v2)).unwrap();
+        assert_eq!(file2.version, 2);
+        assert_eq!(
+            (file2.metadata, file2.tensors),
+            (file.metadata, file.tensors)
+        );
     }
 
     #[test]
