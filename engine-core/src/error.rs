@@ -56,6 +56,15 @@ pub enum Error {
         budget: u64,
     },
 
+    #[error("shape error in {op}: {detail}")]
+    Shape { op: &'static str, detail: String },
+
+    #[error("context full: {needed} positions needed, the context holds {limit}")]
+    ContextFull { needed: usize, limit: usize },
+
+    #[error("unsupported architecture '{0}' (supported: llama, qwen2)")]
+    UnsupportedArchitecture(String),
+
     #[error("invalid configuration: {0}")]
     Config(String),
 }

@@ -3,6 +3,7 @@
 //! Data flows `ByteSource` → `gguf::GgufFile` → `store::WeightStore`; `quant` knows every GGML block
 //! layout; `synth` writes random-weight llama-family models for tests and benchmarks.
 
+pub mod backend;
 pub mod error;
 pub mod gguf;
 pub mod quant;

@@ -1,0 +1,165 @@
+//! The kernel trait every backend implements (CPU here; WebGPU and CUDA in their crates), with one
+//! named parameter struct per op.
+//!
+//! ## Design
+//! Weights are uploaded as stored in the GGUF (quantized blocks) and every op that reads them
+//! dequantizes inside the kernel. Activations are `f32` buffers on the device. Ops validate their
+//! shapes and return `Error::Shape` rather than reading out of bounds. Read-back (`download`,
+//! `argmax`) is async so one forward pass serves the browser (where mapping a GPU buffer is a
+//! promise) and native callers (who block on it). Static dispatch: a model is generic over `B`.
+
+use crate::quant::GgmlType;
+use crate::Result;
+use std::future::Future;
+
+/// A tensor to upload: its GGUF name, type and dims (`dims[0]` is the row length).
+#[derive(Debug, Clone, Copy)]
+pub struct WeightDesc<'a> {
+    pub name: &'a str,
+    pub ggml_type: GgmlType,
+    pub dims: &'a [u64],
+}
+
+/// `out[m][n] = sum_k x[m][k] * w[n][k] (+ bias[n])`: `m` tokens, `n` weight rows, `k` row length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatmulShape {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+}
+
+/// RMS normalisation of `rows` rows of `dim` values, scaled by a weight of `dim` values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RmsNormParams {
+    pub rows: usize,
+    pub dim: usize,
+    pub eps: f32,
+}
+
+/// How RoPE pairs the dimensions of a head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RopeStyle {
+    /// Adjacent pairs `(2i, 2i+1)`: llama.
+    Normal,
+    /// Halves `(i, i + rope_dim/2)`: GPT-NeoX, qwen2.
+    Neox,
+}
+
+/// Rotary position embedding, in place, over `tokens` rows of `heads` heads of `head_dim` values.
+/// Token `t` is at position `pos0 + t`. Only the first `rope_dim` values of each head rotate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RopeParams {
+    pub tokens: usize,
+    pub heads: usize,
+    pub head_dim: usize,
+    pub rope_dim: usize,
+    pub pos0: usize,
+    pub freq_base: f32,
+    /// Linear position scaling: the angle uses `pos * freq_scale`.
+    pub freq_scale: f32,
+    pub style: RopeStyle,
+}
+
+/// Copy `rows` rows of `cols` values from the start of `src` into `dst` starting at row `dst_row0`
+/// (appending keys and values to a KV cache).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CopyRowsParams {
+    pub rows: usize,
+    pub cols: usize,
+    pub dst_row0: usize,
+}
+
+/// Causal grouped-query attention of `tokens` queries at positions `pos0..pos0+tokens` over a KV
+/// cache holding rows `0..pos0+tokens` of `kv_heads * head_dim` values. Query head `h` reads KV head
+/// `h / (heads / kv_heads)`. Output: `tokens` rows of `heads * head_dim`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AttentionParams {
+    pub tokens: usize,
+    pub pos0: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    /// Multiplies `q·k` before the softmax (usually `1/sqrt(head_dim)`).
+    pub scale: f32,
+}
+
+/// `rows` rows of `cols` values (softmax, argmax).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowsParams {
+    pub rows: usize,
+    pub cols: usize,
+}
+
+/// The kernels an LLM forward pass needs, on some device.
+pub trait Backend {
+    /// `f32` activations on the device.
+    type Buffer;
+    /// A tensor on the device in its stored (possibly quantized) form.
+    type Weight;
+
+    /// A short name for logs and benchmarks (`cpu`, `webgpu (llvmpipe)`).
+    fn name(&self) -> String;
+
+    /// Uploads a tensor's raw GGUF bytes.
+    fn upload_weight(&self, desc: WeightDesc<'_>, bytes: &[u8]) -> Result<Self::Weight>;
+    /// A zeroed buffer of `len` values.
+    fn alloc(&self, len: usize) -> Result<Self::Buffer>;
+    /// Writes `data` to the start of `buf`.
+    fn write(&self, buf: &mut Self::Buffer, data: &[f32]) -> Result<()>;
+    /// Reads the first `len` values of `buf` back to the host.
+    fn download(&self, buf: &Self::Buffer, len: usize) -> impl Future<Output = Result<Vec<f32>>>;
+
+    /// Matrix product with the weight's dequantization fused in (GEMV when `m == 1`).
+    fn matmul(
+        &self,
+        w: &Self::Weight,
+        bias: Option<&Self::Weight>,
+        x: &Self::Buffer,
+        out: &mut Self::Buffer,
+        shape: MatmulShape,
+    ) -> Result<()>;
+    /// Dequantizes a whole weight into `out`.
+    fn dequant(&self, w: &Self::Weight, out: &mut Self::Buffer) -> Result<()>;
+    /// Gathers rows `ids` of an embedding table (dequantized) into `out`.
+    fn embedding(&self, table: &Self::Weight, ids: &[u32], out: &mut Self::Buffer) -> Result<()>;
+    /// `out = x / rms(x) * w`, row by row.
+    fn rms_norm(
+        &self,
+        x: &Self::Buffer,
+        w: &Self::Weight,
+        out: &mut Self::Buffer,
+        p: RmsNormParams,
+    ) -> Result<()>;
+    /// Rotary position embedding, in place.
+    fn rope(&self, x: &mut Self::Buffer, p: RopeParams) -> Result<()>;
+    /// Copies rows into a larger buffer (KV cache append).
+    fn copy_rows(
+        &self,
+        src: &Self::Buffer,
+        dst: &mut Self::Buffer,
+        p: CopyRowsParams,
+    ) -> Result<()>;
+    /// Causal GQA attention over the KV cache.
+    fn attention(
+        &self,
+        q: &Self::Buffer,
+        k_cache: &Self::Buffer,
+        v_cache: &Self::Buffer,
+        out: &mut Self::Buffer,
+        p: AttentionParams,
+    ) -> Result<()>;
+    /// `out = silu(gate) * up` over `len` values.
+    fn silu_mul(
+        &self,
+        gate: &Self::Buffer,
+        up: &Self::Buffer,
+        out: &mut Self::Buffer,
+        len: usize,
+    ) -> Result<()>;
+    /// `acc += x` over `len` values (residual connections).
+    fn add(&self, acc: &mut Self::Buffer, x: &Self::Buffer, len: usize) -> Result<()>;
+    /// Softmax of each row, in place.
+    fn softmax(&self, x: &mut Self::Buffer, p: RowsParams) -> Result<()>;
+    /// Index of the largest value of each row (the first one on ties).
+    fn argmax(&self, x: &Self::Buffer, p: RowsParams) -> impl Future<Output = Result<Vec<u32>>>;
+}
