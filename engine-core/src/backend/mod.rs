@@ -60,12 +60,13 @@ pub struct RopeParams {
     pub style: RopeStyle,
 }
 
-/// Copy `rows` rows of `cols` values from the start of `src` into `dst` starting at row `dst_row0`
-/// (appending keys and values to a KV cache).
+/// Copy `rows` rows of `cols` values from row `src_row0` of `src` into `dst` from row `dst_row0`
+/// (appending keys and values to a KV cache; taking the last position's hidden state).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CopyRowsParams {
     pub rows: usize,
     pub cols: usize,
+    pub src_row0: usize,
     pub dst_row0: usize,
 }
 

@@ -5,10 +5,9 @@
 //! `source_values` can regenerate what a file was quantized from, and the thread count never
 //! changes the bytes.
 
-mod rng;
 mod vocab;
 
-pub use rng::SplitMix64;
+pub use crate::rng::SplitMix64;
 pub use vocab::{byte_to_char, CHAT_TEMPLATE, MIN_VOCAB, SPECIAL_TOKENS};
 
 use crate::gguf::{GgufWriter, Metadata, TensorSpec, Value};
