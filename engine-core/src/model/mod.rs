@@ -2,8 +2,10 @@
 //! pass over a session's KV cache.
 
 mod forward;
+mod generate;
 mod session;
 
+pub use generate::Generator;
 pub use session::Session;
 
 use crate::backend::{Backend, RopeStyle, WeightDesc};
