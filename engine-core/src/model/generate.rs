@@ -17,8 +17,19 @@ pub struct Generator<'a, B: Backend> {
 }
 
 impl<'a, B: Backend> Generator<'a, B> {
-    pub fn new(model: &'a Model<B>, backend: &'a B, session: &'a mut Session<B>, sampler: Sampler) -> Self {
-        Self { model, backend, session, sampler, pending: None }
+    pub fn new(
+        model: &'a Model<B>,
+        backend: &'a B,
+        session: &'a mut Session<B>,
+        sampler: Sampler,
+    ) -> Self {
+        Self {
+            model,
+            backend,
+            session,
+            sampler,
+            pending: None,
+        }
     }
 
     /// Feeds the prompt in chunks of at most `batch` tokens and samples the first new token.
@@ -28,7 +39,10 @@ impl<'a, B: Backend> Generator<'a, B> {
         }
         let mut logits = Vec::new();
         for chunk in prompt.chunks(batch.max(1)) {
-            logits = self.model.forward(self.backend, self.session, chunk, Logits::Last).await?;
+            logits = self
+                .model
+                .forward(self.backend, self.session, chunk, Logits::Last)
+                .await?;
         }
         prompt.iter().for_each(|&t| self.sampler.accept(t));
         self.choose(&logits)
@@ -36,8 +50,13 @@ impl<'a, B: Backend> Generator<'a, B> {
 
     /// Feeds the last sampled token and samples the next one.
     pub async fn step(&mut self) -> Result<u32> {
-        let token = self.pending.ok_or_else(|| Error::Config("step() before prefill()".into()))?;
-        let logits = self.model.forward(self.backend, self.session, &[token], Logits::Last).await?;
+        let token = self
+            .pending
+            .ok_or_else(|| Error::Config("step() before prefill()".into()))?;
+        let logits = self
+            .model
+            .forward(self.backend, self.session, &[token], Logits::Last)
+            .await?;
         self.choose(&logits)
     }
 

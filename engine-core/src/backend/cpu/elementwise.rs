@@ -52,22 +52,28 @@ pub(crate) fn add(pool: &Pool, acc: &mut [f32], x: &[f32], len: usize) -> Result
     })
 }
 
-/// Copies the first `rows·cols` values of `src` to `dst` from row `dst_row0`.
+/// Copies `rows·cols` values of `src` from row `src_row0` to `dst` from row `dst_row0`.
 pub(crate) fn copy_rows(src: &[f32], dst: &mut [f32], p: CopyRowsParams) -> Result<()> {
     const OP: &str = "copy_rows";
     let CopyRowsParams {
         rows,
         cols,
+        src_row0,
         dst_row0,
     } = p;
     let len = size(OP, &[rows, cols])?;
-    let start = size(OP, &[dst_row0, cols])?;
-    let end = start
-        .checked_add(len)
-        .ok_or_else(|| shape_err(OP, "destination end overflows"))?;
-    need(OP, "src", src.len(), len)?;
-    need(OP, "dst", dst.len(), end)?;
-    dst[start..end].copy_from_slice(&src[..len]);
+    let range = |row0: usize, what: &str| -> Result<(usize, usize)> {
+        let start = size(OP, &[row0, cols])?;
+        let end = start
+            .checked_add(len)
+            .ok_or_else(|| shape_err(OP, &format!("{what} end overflows")))?;
+        Ok((start, end))
+    };
+    let (src_start, src_end) = range(src_row0, "source")?;
+    let (dst_start, dst_end) = range(dst_row0, "destination")?;
+    need(OP, "src", src.len(), src_end)?;
+    need(OP, "dst", dst.len(), dst_end)?;
+    dst[dst_start..dst_end].copy_from_slice(&src[src_start..src_end]);
     Ok(())
 }
 
@@ -128,6 +134,7 @@ mod tests {
         let p = CopyRowsParams {
             rows: 3,
             cols: 2,
+            src_row0: 0,
             dst_row0: 1,
         };
         b.copy_rows(&src, &mut dst, p).expect("copy_rows");
@@ -142,9 +149,25 @@ mod tests {
         let overflow = CopyRowsParams {
             rows: 1,
             cols: 2,
+            src_row0: 0,
             dst_row0: usize::MAX,
         };
         assert_shape_err(b.copy_rows(&src, &mut dst, overflow), "copy_rows");
+        // Taking the last row of a 3-row buffer.
+        let last = CopyRowsParams {
+            rows: 1,
+            cols: 2,
+            src_row0: 2,
+            dst_row0: 0,
+        };
+        let mut one = buf(vec![0.0; 2]);
+        b.copy_rows(&src, &mut one, last).expect("last row");
+        assert_eq!(one.as_slice(), &[4.0, 5.0]);
+        let src_past_end = CopyRowsParams {
+            src_row0: 3,
+            ..last
+        };
+        assert_shape_err(b.copy_rows(&src, &mut one, src_past_end), "copy_rows");
     }
 
     #[test]
