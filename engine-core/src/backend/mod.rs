@@ -8,6 +8,8 @@
 //! `argmax`) is async so one forward pass serves the browser (where mapping a GPU buffer is a
 //! promise) and native callers (who block on it). Static dispatch: a model is generic over `B`.
 
+pub mod cpu;
+
 use crate::quant::GgmlType;
 use crate::Result;
 use std::future::Future;
