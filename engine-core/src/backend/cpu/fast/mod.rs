@@ -30,6 +30,10 @@ use std::ops::Range;
 /// Values per activation sum (`QuantizedActivations::sums`).
 const SUM_BLOCK: usize = 32;
 
+/// Activations are zero-padded to a multiple of this many values, so SIMD kernels can treat the
+/// last 32-value blocks of a row as a full group of eight (zero activations add nothing).
+const PAD: usize = 8 * SUM_BLOCK;
+
 /// Types with a fast kernel.
 pub fn supports(ty: GgmlType) -> bool {
     activation_block(ty).is_some()
@@ -52,23 +56,25 @@ pub struct QuantizedActivations {
     ty: GgmlType,
     /// Values per scale: 32 or 256.
     block: usize,
-    /// The k quantized values, in [-127, 127].
+    /// Number of values (k).
+    k: usize,
+    /// The k quantized values, in [-127, 127], then zeros up to a multiple of `PAD` values.
     qs: Vec<i8>,
-    /// One scale per `block` values.
+    /// One scale per `block` values of `qs` (padding included, with scale 0).
     d: Vec<f32>,
-    /// Sum of the quantized values of every 32 (at most 32·127 in magnitude).
+    /// Sum of the quantized values of every 32 of `qs` (at most 32·127 in magnitude).
     sums: Vec<i16>,
 }
 
 impl QuantizedActivations {
     /// Number of values (k).
     pub fn len(&self) -> usize {
-        self.qs.len()
+        self.k
     }
 
     /// Whether k is 0.
     pub fn is_empty(&self) -> bool {
-        self.qs.is_empty()
+        self.k == 0
     }
 
     /// The weight type these activations were quantized for.

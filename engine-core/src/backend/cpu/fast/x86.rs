@@ -8,7 +8,7 @@
 //! 32-value blocks are processed eight at a time: the eight blocks' i32 sums are gathered into one
 //! vector (`hsum8`) and combined with their scales exactly as `scalar::Lanes` does lane by lane.
 
-use super::scalar::{self, f16_at, q4_k_scale_min, q4_k_term, q6_k_term, Lanes, QK};
+use super::scalar::{self, q4_k_scale_min, q4_k_term, q6_k_term, Lanes, QK};
 use super::QuantizedActivations;
 use crate::quant::GgmlType;
 use std::arch::x86_64::*;
@@ -27,22 +27,22 @@ pub(super) fn gemv(
     match ty {
         Q8_0 => {
             for (r, o) in rows {
-                *o = dot_legacy::<34>(r, xq, false, |w, x| block_q8_0(w, x));
+                *o = dot_legacy::<34, false>(r, xq, |w, x| block_q8_0(w, x));
             }
         }
         Q4_0 => {
             for (r, o) in rows {
-                *o = dot_legacy::<18>(r, xq, false, |w, x| block_q4_0(w, x));
+                *o = dot_legacy::<18, false>(r, xq, |w, x| block_q4_0(w, x));
             }
         }
         Q4_1 => {
             for (r, o) in rows {
-                *o = dot_legacy::<20>(r, xq, true, |w, x| block_q4_1(w, x));
+                *o = dot_legacy::<20, true>(r, xq, |w, x| block_q4_1(w, x));
             }
         }
         Q5_0 => {
             for (r, o) in rows {
-                *o = dot_legacy::<22>(r, xq, false, |w, x| block_q5_0(w, x));
+                *o = dot_legacy::<22, false>(r, xq, |w, x| block_q5_0(w, x));
             }
         }
         Q4_K => {
@@ -87,6 +87,14 @@ fn load_ps(s: &[f32]) -> __m256 {
     unsafe { _mm256_loadu_ps(s.as_ptr()) }
 }
 
+/// The little-endian f16 at `b[at..at + 2]` as f32 (exact, like `scalar::f16_at`).
+#[target_feature(enable = "avx2,f16c")]
+#[inline]
+fn f16_at(b: &[u8], at: usize) -> f32 {
+    let bits = u16::from_le_bytes([b[at], b[at + 1]]);
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
+}
+
 /// Σ over the eight i32 lanes.
 #[target_feature(enable = "avx2")]
 #[inline]
@@ -110,23 +118,6 @@ fn hsum8(t: [__m256i; 8]) -> __m256i {
     _mm256_add_epi32(lo, hi)
 }
 
-/// The f16 at byte `at` of each of eight blocks, as f32 (exact, like `f16_at`).
-#[target_feature(enable = "avx2,f16c")]
-#[inline]
-fn f16x8<const TS: usize>(blocks: &[[u8; TS]], at: usize) -> __m256 {
-    let h = |i: usize| i16::from_le_bytes([blocks[i][at], blocks[i][at + 1]]);
-    _mm256_cvtph_ps(_mm_setr_epi16(
-        h(0),
-        h(1),
-        h(2),
-        h(3),
-        h(4),
-        h(5),
-        h(6),
-        h(7),
-    ))
-}
-
 /// Eight i32 lanes summing to Σ u·x, for unsigned bytes `u` (≤ 63) and signed `x` (|x| ≤ 127).
 #[target_feature(enable = "avx2")]
 #[inline]
@@ -142,14 +133,13 @@ fn mul_sum_i8_i8(w: __m256i, x: __m256i) -> __m256i {
 }
 
 /// The 32 nibbles of 16 bytes as bytes in value order: low nibbles (values 0..16), then high ones.
+/// The bytes go to both halves (a load, no shuffle) and the upper half shifts right by 4.
 #[target_feature(enable = "avx2")]
 #[inline]
 fn nibbles(s: &[u8]) -> __m256i {
-    let b = load128(s);
-    let mask = _mm_set1_epi8(0x0F);
-    let lo = _mm_and_si128(b, mask);
-    let hi = _mm_and_si128(_mm_srli_epi16::<4>(b), mask);
-    _mm256_set_m128i(hi, lo)
+    let b = _mm256_broadcastsi128_si256(load128(s));
+    let shifted = _mm256_srlv_epi32(b, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4));
+    _mm256_and_si256(shifted, _mm256_set1_epi8(0x0F))
 }
 
 #[target_feature(enable = "avx2")]
@@ -193,48 +183,93 @@ fn block_q5_0(w: &[u8; 22], x: &[i8; QK]) -> __m256i {
     mul_sum_i8_i8(q, load256(x))
 }
 
-/// A row of 32-value blocks of TS bytes (f16 d first; f16 min second when `has_min`), `int` giving
-/// each block's integer dot product in eight i32 lanes. Same f32 operations as `scalar::Lanes`.
+/// A row of 32-value blocks of TS bytes (f16 d first; f16 min second when `MIN`), `int` giving
+/// each block's integer dot product in eight i32 lanes. Same f32 operations as `scalar::Lanes`:
+/// lane i of the accumulator is lane i of `Lanes`. In a last partial group the missing blocks
+/// have integer sum 0 and scales 0, which adds +0.0 to their lanes: a no-op, as a lane never
+/// holds -0.0 (it starts at +0.0 and round-to-nearest sums cannot reach -0.0 from there).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-fn dot_legacy<const TS: usize>(
+fn dot_legacy<const TS: usize, const MIN: bool>(
     row: &[u8],
     xq: &QuantizedActivations,
-    has_min: bool,
     int: impl Fn(&[u8; TS], &[i8; QK]) -> __m256i,
 ) -> f32 {
     let (blocks, _) = row.as_chunks::<TS>();
     let (xs, _) = xq.qs.as_chunks::<QK>();
-    let nb = blocks
-        .len()
-        .min(xs.len())
-        .min(xq.d.len())
-        .min(xq.sums.len());
-    let groups = nb / 8;
+    let (groups, tail) = blocks.as_chunks::<8>();
     let mut acc = _mm256_setzero_ps();
-    for g in 0..groups {
-        let span = 8 * g..8 * g + 8;
-        let (wb, xb) = (&blocks[span.clone()], &xs[span.clone()]);
-        let t = hsum8(std::array::from_fn(|i| int(&wb[i], &xb[i])));
-        let dx = load_ps(&xq.d[span.clone()]);
-        let dd = _mm256_mul_ps(f16x8(wb, 0), dx);
-        acc = _mm256_add_ps(acc, _mm256_mul_ps(dd, _mm256_cvtepi32_ps(t)));
-        if has_min {
-            let s = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(load128(&xq.sums[span])));
-            acc = _mm256_add_ps(acc, _mm256_mul_ps(f16x8(wb, 2), _mm256_mul_ps(dx, s)));
+    for (g, (wb, xb)) in groups.iter().zip(xs.chunks_exact(8)).enumerate() {
+        let ints = std::array::from_fn(|i| int(&wb[i], &xb[i]));
+        let words = std::array::from_fn(|i| first_word(&wb[i]));
+        acc = group::<MIN>(acc, ints, words, xq, 8 * g);
+    }
+    if !tail.is_empty() {
+        let b0 = 8 * groups.len();
+        let mut ints = [_mm256_setzero_si256(); 8];
+        let mut words = [0i32; 8];
+        for (i, (w, x)) in tail.iter().zip(&xs[b0..]).enumerate() {
+            ints[i] = int(w, x);
+            words[i] = first_word(w);
         }
+        acc = group::<MIN>(acc, ints, words, xq, b0);
     }
     let mut lanes = Lanes::default();
     // SAFETY: `lanes.0` is 8 writable f32s; `storeu` has no alignment requirement.
     unsafe { _mm256_storeu_ps(lanes.0.as_mut_ptr(), acc) };
-    for b in 8 * groups..nb {
-        let (w, dx) = (&blocks[b], xq.d[b]);
-        lanes.add_block(b, f16_at(w, 0), dx, hsum_i32(int(w, &xs[b])));
-        if has_min {
-            lanes.add_min(b, f16_at(w, 2), dx, xq.sums[b]);
-        }
-    }
     lanes.sum()
+}
+
+/// Bytes 0..4 of a block: its f16 scale and, for Q4_1, its f16 min.
+#[inline(always)]
+fn first_word<const TS: usize>(w: &[u8; TS]) -> i32 {
+    i32::from_le_bytes([w[0], w[1], w[2], w[3]])
+}
+
+/// Adds eight blocks to the lanes in `acc`, given their integer dot products `ints` against
+/// activation blocks `b0..b0 + 8` and their first four bytes `words` (see `first_word`).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn group<const MIN: bool>(
+    acc: __m256,
+    ints: [__m256i; 8],
+    words: [i32; 8],
+    xq: &QuantizedActivations,
+    b0: usize,
+) -> __m256 {
+    let span = b0..b0 + 8;
+    let t = hsum8(ints);
+    let (dw, mw) = split_f16_pairs(words);
+    let dx = load_ps(&xq.d[span.clone()]);
+    let acc = _mm256_add_ps(
+        acc,
+        _mm256_mul_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(t)),
+    );
+    if MIN {
+        let s = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(load128(&xq.sums[span])));
+        _mm256_add_ps(acc, _mm256_mul_ps(mw, _mm256_mul_ps(dx, s)))
+    } else {
+        acc
+    }
+}
+
+/// The low and high f16 of each of eight words, as f32 (exact, like `f16_at`).
+#[target_feature(enable = "avx2,f16c")]
+#[inline]
+fn split_f16_pairs(words: [i32; 8]) -> (__m256, __m256) {
+    let [w0, w1, w2, w3, w4, w5, w6, w7] = words;
+    let v = _mm256_setr_epi32(w0, w1, w2, w3, w4, w5, w6, w7);
+    // In each 128-bit half, [a0 b0 a1 b1 a2 b2 a3 b3] (u16) becomes [a0 a1 a2 a3 b0 b1 b2 b3];
+    // then the 64-bit quarters go a(0..4) a(4..8) b(0..4) b(4..8).
+    let order = _mm256_setr_epi8(
+        0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15, //
+        0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
+    );
+    let v = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_shuffle_epi8(v, order));
+    (
+        _mm256_cvtph_ps(_mm256_castsi256_si128(v)),
+        _mm256_cvtph_ps(_mm256_extracti128_si256::<1>(v)),
+    )
 }
 
 /// Σ_j m_j·Σx over the eight sub-blocks of a Q4_K super-block (exact).
