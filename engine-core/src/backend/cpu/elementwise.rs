@@ -66,7 +66,7 @@ pub(crate) fn copy_rows(src: &[f32], dst: &mut [f32], p: CopyRowsParams) -> Resu
         let start = size(OP, &[row0, cols])?;
         let end = start
             .checked_add(len)
-            .ok_or_else(|| shape_err(OP, &format!("{what} end overflows")))?;
+            .ok_or_else(|| shape_err(OP, format!("{what} end overflows")))?;
         Ok((start, end))
     };
     let (src_start, src_end) = range(src_row0, "source")?;

@@ -1,8 +1,11 @@
-//! Matrix product `out[m][n] = x[m][k] · w[n][k] (+ bias[n])`, exact path: weight rows are
-//! dequantized to `f32` and dotted with the activations in `f32`.
+//! Matrix product `out[m][n] = x[m][k] · w[n][k] (+ bias[n])`. Exact path: weight rows are
+//! dequantized to `f32` and dotted with the activations in `f32`. Fast path: activations are
+//! quantized to 8 bits once per token and dotted with the quantized rows by the `fast` kernels
+//! (types without one take the exact path).
 
+use super::fast;
 use super::threads::Pool;
-use super::{check_dequantizable, need, shape_err, size, CpuWeight};
+use super::{check_dequantizable, need, shape_err, size, CpuWeight, MatmulPath};
 use crate::backend::MatmulShape;
 use crate::quant::{dequantize, dequantize_to_vec};
 use crate::Result;
@@ -38,9 +41,10 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
-/// The exact matmul. `x` holds at least `m·k` values and `out` at least `m·n`; only those prefixes
+/// The matmul. `x` holds at least `m·k` values and `out` at least `m·n`; only those prefixes
 /// are read and written. The weight must be `n` rows of `k`; the bias, if any, `n` values.
-pub(crate) fn matmul_exact(
+pub(crate) fn matmul(
+    path: MatmulPath,
     pool: &Pool,
     w: &CpuWeight,
     bias: Option<&CpuWeight>,
@@ -86,6 +90,8 @@ pub(crate) fn matmul_exact(
     if k == 0 {
         // An empty sum: zeros (plus the bias).
         out.fill(0.0);
+    } else if path == MatmulPath::Fast && fast::supports(w.ggml_type()) {
+        matmul_fast(pool, w, x, out, m)?;
     } else if m == 1 {
         gemv(pool, w, x, out)?;
     } else {
@@ -135,6 +141,48 @@ fn gemm(pool: &Pool, w: &CpuWeight, x: &[f32], out: &mut [f32], m: usize) -> Res
                 let xr = &xr[..k];
                 for r in 0..tn {
                     chunk[(t0 + r) * m + j] = dot(xr, &tile[r * k..(r + 1) * k]);
+                }
+            }
+        }
+        Ok(())
+    })?;
+    for (i, col) in out_t.chunks_exact(m).enumerate() {
+        for (j, &v) in col.iter().enumerate() {
+            out[j * n + i] = v;
+        }
+    }
+    Ok(())
+}
+
+/// The fast path: each token's activations are quantized once; tasks take ranges of weight rows
+/// and run every token over them while the rows are in cache (GEMM), or just the one (GEMV).
+fn matmul_fast(pool: &Pool, w: &CpuWeight, x: &[f32], out: &mut [f32], m: usize) -> Result<()> {
+    let (ty, k, n) = (w.ggml_type(), w.row_len(), w.rows());
+    let xq = x
+        .chunks_exact(k)
+        .take(m)
+        .map(|row| fast::quantize_activations(ty, row))
+        .collect::<Result<Vec<_>>>()?;
+    if m == 1 {
+        let per_task = pool.chunk_items(n, MIN_GEMV_ROWS);
+        return pool.try_chunks_mut(out, per_task, |ci, chunk| {
+            let r0 = ci * per_task;
+            fast::gemv_rows(ty, w.bytes(), k, &xq[0], r0..r0 + chunk.len(), chunk)
+        });
+    }
+    let mut out_t = vec![0f32; out.len()];
+    let per_task = pool.chunk_items(n, TILE_ROWS);
+    pool.try_chunks_mut(&mut out_t, per_task * m, |ci, chunk| {
+        let row0 = ci * per_task;
+        let rows = chunk.len() / m;
+        let mut tmp = [0f32; TILE_ROWS];
+        for t0 in (0..rows).step_by(TILE_ROWS) {
+            let tn = TILE_ROWS.min(rows - t0);
+            for (j, xq) in xq.iter().enumerate() {
+                let r = row0 + t0;
+                fast::gemv_rows(ty, w.bytes(), k, xq, r..r + tn, &mut tmp[..tn])?;
+                for (i, &v) in tmp[..tn].iter().enumerate() {
+                    chunk[(t0 + i) * m + j] = v;
                 }
             }
         }
@@ -255,7 +303,7 @@ mod tests {
     }
 
     #[test]
-    fn fast_path_runs_exact_for_now() {
+    fn types_without_a_fast_kernel_run_exact_on_the_fast_path() {
         let exact = backend(2);
         let fast = CpuBackend::new(CpuConfig {
             threads: 2,
@@ -263,7 +311,8 @@ mod tests {
         })
         .expect("backend");
         let mut r = rng(4);
-        let (w, _) = weight(&exact, &mut r, GgmlType::Q6_K, 256, 9);
+        assert!(!super::fast::supports(GgmlType::Q3_K));
+        let (w, _) = weight(&exact, &mut r, GgmlType::Q3_K, 256, 9);
         let x = buf(rand_vec(&mut r, 3 * 256, 1.0));
         let (mut a, mut c) = (buf(vec![0.0; 27]), buf(vec![0.0; 27]));
         let shape = MatmulShape { m: 3, n: 9, k: 256 };
@@ -363,6 +412,60 @@ mod tests {
         ) {
             let ty = GgmlType::DEQUANTIZABLE[ti];
             check(&backend(threads), seed, ty, m, n, row_len_for(ty, blocks), bias);
+        }
+    }
+
+    /// The fast path's glue (token loop, row ranges, transposition, bias) against the kernel's own
+    /// per-row dot product: the same arithmetic, so bit-identical.
+    #[test]
+    fn fast_path_equals_the_fast_kernel_row_by_row() {
+        use super::fast;
+        for threads in [1, 3] {
+            let b = CpuBackend::new(CpuConfig {
+                threads,
+                path: MatmulPath::Fast,
+            })
+            .expect("backend");
+            for (i, ty) in [
+                GgmlType::Q4_0,
+                GgmlType::Q4_1,
+                GgmlType::Q8_0,
+                GgmlType::Q4_K,
+                GgmlType::Q6_K,
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let (m, n, k) = (3, 37, if ty.block_size() == 256 { 512 } else { 96 });
+                let mut r = rng(40 + i as u64);
+                let (w, _) = weight(&b, &mut r, ty, k, n);
+                let x = rand_vec(&mut r, m * k, 1.0);
+                let bias_v = rand_vec(&mut r, n, 0.5);
+                let bias = f32_weight(&b, &bias_v);
+                for m in [1, m] {
+                    let mut out = buf(vec![0.0; m * n]);
+                    b.matmul(
+                        &w,
+                        Some(&bias),
+                        &buf(x.clone()),
+                        &mut out,
+                        MatmulShape { m, n, k },
+                    )
+                    .expect("matmul");
+                    for j in 0..m {
+                        let xq =
+                            fast::quantize_activations(ty, &x[j * k..(j + 1) * k]).expect("xq");
+                        for (row, b) in bias_v.iter().enumerate() {
+                            let want = fast::dot(ty, w.row(row), &xq).expect("dot") + b;
+                            assert_eq!(
+                                out.as_slice()[j * n + row],
+                                want,
+                                "{ty} m={m} token {j} row {row}"
+                            );
+                        }
+                    }
+                }
+            }
         }
     }
 }

@@ -11,6 +11,7 @@
 mod attention;
 mod elementwise;
 mod embedding;
+pub mod fast;
 mod matmul;
 mod norm;
 mod rope;
@@ -125,7 +126,8 @@ pub enum MatmulPath {
     /// Dequantize weight rows to `f32` and accumulate in `f32`: the reference.
     #[default]
     Exact,
-    /// Quantized-activation SIMD kernels; until they are wired in this runs the `Exact` path.
+    /// 8-bit activations and integer SIMD dot products (`fast`), for the types it supports; the
+    /// others take the exact path.
     Fast,
 }
 
@@ -314,12 +316,15 @@ impl Backend for CpuBackend {
         out: &mut CpuBuffer,
         shape: MatmulShape,
     ) -> Result<()> {
-        // `Fast` has no kernels of its own yet (they are written in a separate module): run Exact.
-        match self.config.path {
-            MatmulPath::Exact | MatmulPath::Fast => {
-                matmul::matmul_exact(&self.pool, w, bias, &x.0, &mut out.0, shape)
-            }
-        }
+        matmul::matmul(
+            self.config.path,
+            &self.pool,
+            w,
+            bias,
+            &x.0,
+            &mut out.0,
+            shape,
+        )
     }
 
     fn dequant(&self, w: &CpuWeight, out: &mut CpuBuffer) -> Result<()> {
