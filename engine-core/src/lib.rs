@@ -10,5 +10,6 @@ pub mod quant;
 pub mod source;
 pub mod store;
 pub mod synth;
+pub mod tokenizer;
 
 pub use error::{Error, Result};
