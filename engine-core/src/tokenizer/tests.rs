@@ -160,3 +160,42 @@ fn detokenize_mirrors_llama_cpp_flags() {
         .unwrap();
     assert_eq!(String::from_utf8(all).unwrap(), "Hello, world <|im_end|>");
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn any_text_round_trips_through_every_pre_tokenizer(s in any::<String>()) {
+            for pre in ["default", "gpt-2", "llama-bpe", "smollm", "qwen2", "qwen35"] {
+                let t = synth(pre);
+                for parse_special in [false, true] {
+                    let ids = t.encode(&s, false, parse_special).unwrap();
+                    prop_assert_eq!(t.decode(&ids).unwrap(), s.clone(), "pre {}", pre);
+                }
+            }
+            let spm = Tokenizer::from_metadata(&spm_metadata()).unwrap();
+            let ids = spm.encode(&s, false, false).unwrap();
+            prop_assert_eq!(spm.decode(&ids).unwrap(), s.replace('▁', " "));
+        }
+
+        #[test]
+        fn any_ids_stream_like_they_decode(ids in proptest::collection::vec(0u32..300, 0..40)) {
+            for t in [synth("default"), Tokenizer::from_metadata(&spm_metadata()).unwrap()] {
+                let n = t.vocab_size() as u32;
+                let ids: Vec<u32> = ids.iter().map(|&i| i % n).collect();
+                let mut d = Decoder::new(&t);
+                let mut streamed = String::new();
+                for &id in &ids {
+                    streamed += &d.push(id).unwrap();
+                }
+                streamed += &d.finish();
+                prop_assert_eq!(streamed, t.decode(&ids).unwrap());
+                prop_assert!(t.detokenize(&ids, DetokenizeOptions::default()).is_ok());
+            }
+        }
+    }
+}
