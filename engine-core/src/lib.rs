@@ -1,9 +1,11 @@
 //! Sluice engine core: everything that does not depend on a GPU API or a CLI.
 //!
 //! Data flows `ByteSource` → `gguf::GgufFile` → `store::WeightStore`; `quant` knows every GGML block
-//! layout; `synth` writes random-weight llama-family models for tests and benchmarks.
+//! layout; `synth` writes random-weight llama-family models for tests and benchmarks; `tokenizer`
+//! turns text into token ids and back as llama.cpp does, and `chat` renders a model's chat template.
 
 pub mod backend;
+pub mod chat;
 pub mod error;
 pub mod gguf;
 pub mod model;
@@ -13,5 +15,6 @@ pub mod sample;
 pub mod source;
 pub mod store;
 pub mod synth;
+pub mod tokenizer;
 
 pub use error::{Error, Result};
