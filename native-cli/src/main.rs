@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use sluice_cli::commands::{inspect, synth};
+use sluice_cli::commands::{bench, inspect, run, synth};
 use sluice_cli::models;
 
 #[derive(Debug, Parser)]
@@ -18,6 +18,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Generate text from a prompt, printing tokens as they come.
+    Run(run::RunArgs),
+    /// Measure load time, time to first token, prefill and decode speed; prints JSON.
+    Bench(bench::BenchArgs),
     /// Show what a GGUF file holds: metadata, tokenizer, tensors, bytes per layer and type.
     Inspect {
         /// A GGUF file or a known model name (default: the default model, fetched on first use).
@@ -63,6 +67,8 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Synth(args) => synth::run(&args)?,
+        Command::Run(args) => run::run(&args)?,
+        Command::Bench(args) => bench::run(&args)?,
         Command::Fetch { model } => {
             let name = model.as_deref().unwrap_or(models::DEFAULT_MODEL);
             let known = models::find(name).with_context(|| {

@@ -1,0 +1,96 @@
+//! `sluice bench`: load time, time to first token, prefill and decode tokens/s and peak memory, as
+//! JSON. Measured like `scripts/llamacpp_bench.py` so the two can stand side by side.
+
+use super::engine::{Engine, EngineArgs, PathArg};
+use anyhow::Result;
+use clap::Args;
+use engine_core::model::Generator;
+use engine_core::sample::{Sampler, SamplerConfig};
+use serde_json::json;
+use std::time::Instant;
+
+/// Options of `sluice bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// Prompt length (token ids 1000.. cycling).
+    #[arg(long, default_value_t = 128)]
+    pub prompt_tokens: usize,
+    /// Tokens to decode after the prompt (greedy, end-of-generation ignored).
+    #[arg(long, default_value_t = 64)]
+    pub gen_tokens: usize,
+    /// Repetitions; the medians are reported.
+    #[arg(long, default_value_t = 3)]
+    pub reps: usize,
+}
+
+/// Runs `sluice bench` and prints JSON.
+pub fn run(args: &BenchArgs) -> Result<()> {
+    let engine = Engine::load(&args.engine)?;
+    let vocab = engine.model.vocab_size() as u32;
+    let prompt: Vec<u32> = (0..args.prompt_tokens as u32)
+        .map(|i| (1000 + i % 1000) % vocab)
+        .collect();
+    let mut runs = Vec::new();
+    for _ in 0..args.reps.max(1) {
+        let mut session = engine
+            .model
+            .session(&engine.backend, args.prompt_tokens + args.gen_tokens + 1)?;
+        let mut generator = Generator::new(
+            &engine.model,
+            &engine.backend,
+            &mut session,
+            Sampler::new(SamplerConfig::greedy())?,
+        );
+        let start = Instant::now();
+        pollster::block_on(generator.prefill(&prompt, 512))?;
+        let ttft = start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        for _ in 0..args.gen_tokens {
+            pollster::block_on(generator.step())?;
+        }
+        let decode = start.elapsed().as_secs_f64();
+        runs.push((
+            ttft,
+            args.prompt_tokens as f64 / ttft,
+            args.gen_tokens as f64 / decode,
+        ));
+    }
+    let median = |f: fn(&(f64, f64, f64)) -> f64| {
+        let mut v: Vec<f64> = runs.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let report = json!({
+        "engine": "sluice",
+        "version": env!("CARGO_PKG_VERSION"),
+        "model": engine.path.display().to_string(),
+        "backend": engine.backend_name(),
+        "matmul": match args.engine.matmul { PathArg::Fast => "fast", PathArg::Exact => "exact" },
+        "threads": args.engine.threads(),
+        "prompt_tokens": args.prompt_tokens,
+        "gen_tokens": args.gen_tokens,
+        "reps": runs.len(),
+        "load_s": round(engine.load_time.as_secs_f64()),
+        "ttft_s": round(median(|r| r.0)),
+        "prefill_tok_s": round(median(|r| r.1)),
+        "decode_tok_s": round(median(|r| r.2)),
+        "peak_rss_bytes": peak_rss_bytes(),
+        "runs": runs.iter().map(|r| json!({"ttft_s": round(r.0), "prefill_tok_s": round(r.1), "decode_tok_s": round(r.2)})).collect::<Vec<_>>(),
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+fn round(x: f64) -> f64 {
+    (x * 1e4).round() / 1e4
+}
+
+/// The process's peak resident set (Linux `VmHWM`); `None` elsewhere.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}

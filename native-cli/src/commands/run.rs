@@ -1,0 +1,162 @@
+//! `sluice run`: generate text from a prompt (plain, or through the model's chat template), printing
+//! tokens as they are produced.
+
+use super::engine::{Engine, EngineArgs};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use engine_core::chat::ChatMessage;
+use engine_core::model::Generator;
+use engine_core::sample::{Sampler, SamplerConfig};
+use engine_core::tokenizer::Decoder;
+use std::io::Write;
+use std::time::Instant;
+
+/// Sampling options.
+#[derive(Debug, Args, Clone)]
+pub struct SamplingArgs {
+    /// Temperature; 0 means greedy.
+    #[arg(long = "temp", default_value_t = 0.8)]
+    pub temperature: f32,
+    #[arg(long, default_value_t = 40)]
+    pub top_k: usize,
+    #[arg(long, default_value_t = 0.95)]
+    pub top_p: f32,
+    #[arg(long, default_value_t = 0.05)]
+    pub min_p: f32,
+    #[arg(long, default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    #[arg(long, default_value_t = 64)]
+    pub repeat_last_n: usize,
+    /// Random seed (default: from the clock; printed with --stats).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+impl SamplingArgs {
+    pub fn config(&self) -> SamplerConfig {
+        let seed = self.seed.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+        });
+        SamplerConfig {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            repeat_last_n: self.repeat_last_n,
+            seed,
+        }
+    }
+}
+
+/// Options of `sluice run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The prompt (with --chat: the user message).
+    pub prompt: String,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// Wrap the prompt in the model's chat template as a user message.
+    #[arg(long)]
+    pub chat: bool,
+    /// A system message (with --chat).
+    #[arg(long, requires = "chat")]
+    pub system: Option<String>,
+    /// Most tokens to generate.
+    #[arg(short = 'n', long = "max-tokens", default_value_t = 256)]
+    pub max_tokens: usize,
+    /// Print timings to stderr at the end.
+    #[arg(long)]
+    pub stats: bool,
+}
+
+/// Runs `sluice run`, streaming text to stdout.
+pub fn run(args: &RunArgs) -> Result<()> {
+    let engine = Engine::load(&args.engine)?;
+    let text = if args.chat {
+        let template = engine
+            .template
+            .as_ref()
+            .context("this model has no chat template; run without --chat")?;
+        let mut messages = Vec::new();
+        if let Some(system) = &args.system {
+            messages.push(ChatMessage::new("system", system));
+        }
+        messages.push(ChatMessage::new("user", &args.prompt));
+        template
+            .render(&messages, true)
+            .context("rendering the chat template")?
+    } else {
+        args.prompt.clone()
+    };
+    let prompt = engine
+        .tokenizer
+        .encode(&text, true, true)
+        .context("tokenizing the prompt")?;
+    if prompt.is_empty() {
+        bail!("the prompt is empty");
+    }
+    let sampler_config = args.sampling.config();
+    let seed = sampler_config.seed;
+    let mut session = engine.model.session(&engine.backend, args.engine.ctx)?;
+    let mut generator = Generator::new(
+        &engine.model,
+        &engine.backend,
+        &mut session,
+        Sampler::new(sampler_config)?,
+    );
+    let mut decoder = Decoder::new(&engine.tokenizer);
+    let mut out = std::io::stdout().lock();
+
+    let start = Instant::now();
+    let mut token = pollster::block_on(generator.prefill(&prompt, 512))?;
+    let ttft = start.elapsed();
+    let mut generated = 0;
+    while generated < args.max_tokens && !engine.tokenizer.is_eog(token) {
+        out.write_all(decoder.push(token)?.as_bytes())?;
+        out.flush()?;
+        generated += 1;
+        if generated == args.max_tokens {
+            break;
+        }
+        if generator.position() >= session_limit(args, &engine) {
+            eprintln!(
+                "\nsluice: context full ({} positions); stopping",
+                generator.position()
+            );
+            break;
+        }
+        token = pollster::block_on(generator.step())?;
+    }
+    out.write_all(decoder.finish().as_bytes())?;
+    writeln!(out)?;
+    if args.stats {
+        let total = start.elapsed();
+        let decode = total.saturating_sub(ttft);
+        eprintln!(
+            "sluice: load {:.2} s | prompt {} tokens, first token after {:.3} s ({:.1} tok/s) | {} generated, {:.1} tok/s | seed {seed} | {} threads, {} path",
+            engine.load_time.as_secs_f64(),
+            prompt.len(),
+            ttft.as_secs_f64(),
+            prompt.len() as f64 / ttft.as_secs_f64(),
+            generated,
+            generated.saturating_sub(1) as f64 / decode.as_secs_f64().max(1e-9),
+            args.engine.threads(),
+            match args.engine.matmul {
+                super::engine::PathArg::Fast => "fast",
+                super::engine::PathArg::Exact => "exact",
+            },
+        );
+    }
+    Ok(())
+}
+
+fn session_limit(args: &RunArgs, engine: &Engine) -> usize {
+    args.engine
+        .ctx
+        .min(engine.model.hparams.context_length as usize)
+}
