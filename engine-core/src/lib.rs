@@ -6,7 +6,10 @@
 pub mod backend;
 pub mod error;
 pub mod gguf;
+pub mod model;
 pub mod quant;
+pub mod rng;
+pub mod sample;
 pub mod source;
 pub mod store;
 pub mod synth;

@@ -8,6 +8,10 @@
 //! `argmax`) is async so one forward pass serves the browser (where mapping a GPU buffer is a
 //! promise) and native callers (who block on it). Static dispatch: a model is generic over `B`.
 
+pub mod cpu;
+
+pub use cpu::{CpuBackend, CpuBuffer, CpuConfig, CpuWeight, MatmulPath};
+
 use crate::quant::GgmlType;
 use crate::Result;
 use std::future::Future;
@@ -60,12 +64,13 @@ pub struct RopeParams {
     pub style: RopeStyle,
 }
 
-/// Copy `rows` rows of `cols` values from the start of `src` into `dst` starting at row `dst_row0`
-/// (appending keys and values to a KV cache).
+/// Copy `rows` rows of `cols` values from row `src_row0` of `src` into `dst` from row `dst_row0`
+/// (appending keys and values to a KV cache; taking the last position's hidden state).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CopyRowsParams {
     pub rows: usize,
     pub cols: usize,
+    pub src_row0: usize,
     pub dst_row0: usize,
 }
 

@@ -5,10 +5,9 @@
 //! `source_values` can regenerate what a file was quantized from, and the thread count never
 //! changes the bytes.
 
-mod rng;
 mod vocab;
 
-pub use rng::SplitMix64;
+pub use crate::rng::SplitMix64;
 pub use vocab::{byte_to_char, CHAT_TEMPLATE, MIN_VOCAB, SPECIAL_TOKENS};
 
 use crate::gguf::{GgufWriter, Metadata, TensorSpec, Value};
@@ -18,6 +17,30 @@ use std::io::Write;
 
 /// Rows generated and quantized as one unit of work.
 const CHUNK_ELEMENTS: usize = 1 << 20;
+
+/// The architectures synth writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SynthArch {
+    Llama,
+    Qwen2,
+}
+
+impl SynthArch {
+    /// The `general.architecture` value and metadata key prefix.
+    pub fn name(self) -> &'static str {
+        match self {
+            SynthArch::Llama => "llama",
+            SynthArch::Qwen2 => "qwen2",
+        }
+    }
+
+    /// Parses `llama` or `qwen2`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [SynthArch::Llama, SynthArch::Qwen2]
+            .into_iter()
+            .find(|a| a.name().eq_ignore_ascii_case(name))
+    }
+}
 
 /// The shape and contents of a synthesized model.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +54,8 @@ pub struct SynthConfig {
     pub context: u64,
     /// Type of the matrices (embeddings, attention, FFN, output head); norms stay F32.
     pub weight_type: GgmlType,
+    /// `llama`, or `qwen2` (adds q/k/v biases; its forward uses NeoX RoPE).
+    pub arch: SynthArch,
     /// Share the embedding matrix with the output head (no `output.weight`), as SmolLM2 does.
     pub tied_output: bool,
     pub seed: u64,
@@ -50,6 +75,7 @@ impl Default for SynthConfig {
             vocab: 512,
             context: 256,
             weight_type: GgmlType::Q8_0,
+            arch: SynthArch::Llama,
             tied_output: false,
             seed: 0,
             rope_freq_base: 10_000.0,
@@ -158,6 +184,14 @@ impl SynthConfig {
                 TensorSpec::new(name("ffn_up"), &[self.dim, self.ffn], w),
                 TensorSpec::new(name("ffn_down"), &[self.ffn, self.dim], w),
             ]);
+            if self.arch == SynthArch::Qwen2 {
+                let bias = |t: &str| format!("blk.{i}.{t}.bias");
+                specs.extend([
+                    TensorSpec::new(bias("attn_q"), &[self.dim], GgmlType::F32),
+                    TensorSpec::new(bias("attn_k"), &[kv], GgmlType::F32),
+                    TensorSpec::new(bias("attn_v"), &[kv], GgmlType::F32),
+                ]);
+            }
         }
         specs.push(TensorSpec::new(
             "output_norm.weight",
@@ -179,34 +213,47 @@ impl SynthConfig {
                 .map(Value::U32)
                 .map_err(|_| Error::Config(format!("{what} {v} exceeds u32")))
         };
-        m.set("general.architecture", s("llama"));
+        m.set("general.architecture", s(self.arch.name()));
+        let arch = self.arch.name();
         m.set(
             "general.name",
             s(&format!(
-                "sluice-synth-{}l-{}d-{}",
+                "sluice-synth-{arch}-{}l-{}d-{}",
                 self.layers, self.dim, self.weight_type
             )),
         );
         m.set("general.alignment", Value::U32(32));
-        m.set("llama.context_length", u32_of("context", self.context)?);
-        m.set("llama.embedding_length", u32_of("dim", self.dim)?);
-        m.set("llama.block_count", Value::U32(self.layers));
-        m.set("llama.feed_forward_length", u32_of("ffn", self.ffn)?);
-        m.set("llama.attention.head_count", u32_of("heads", self.heads)?);
         m.set(
-            "llama.attention.head_count_kv",
+            format!("{arch}.context_length"),
+            u32_of("context", self.context)?,
+        );
+        m.set(format!("{arch}.embedding_length"), u32_of("dim", self.dim)?);
+        m.set(format!("{arch}.block_count"), Value::U32(self.layers));
+        m.set(
+            format!("{arch}.feed_forward_length"),
+            u32_of("ffn", self.ffn)?,
+        );
+        m.set(
+            format!("{arch}.attention.head_count"),
+            u32_of("heads", self.heads)?,
+        );
+        m.set(
+            format!("{arch}.attention.head_count_kv"),
             u32_of("kv_heads", self.kv_heads)?,
         );
-        m.set("llama.rope.freq_base", Value::F32(self.rope_freq_base));
         m.set(
-            "llama.rope.dimension_count",
+            format!("{arch}.rope.freq_base"),
+            Value::F32(self.rope_freq_base),
+        );
+        m.set(
+            format!("{arch}.rope.dimension_count"),
             u32_of("head size", self.head_dim())?,
         );
         m.set(
-            "llama.attention.layer_norm_rms_epsilon",
+            format!("{arch}.attention.layer_norm_rms_epsilon"),
             Value::F32(self.rms_norm_eps),
         );
-        m.set("llama.vocab_size", u32_of("vocab", self.vocab)?);
+        m.set(format!("{arch}.vocab_size"), u32_of("vocab", self.vocab)?);
         m.set("sluice.synth.seed", Value::U64(self.seed));
         vocab::add_tokenizer(&mut m, self.vocab)?;
         Ok(m)
@@ -225,7 +272,10 @@ impl SynthConfig {
 fn fill_values(cfg: &SynthConfig, spec: &TensorSpec, index: usize, start: u64, out: &mut [f32]) {
     let chunk = start / CHUNK_ELEMENTS as u64;
     let mut rng = SplitMix64::derive(cfg.seed, index as u64, chunk);
-    if spec.dims.len() == 1 {
+    if spec.name.ends_with(".bias") {
+        out.iter_mut()
+            .for_each(|x| *x = 0.1 * rng.next_signed_unit());
+    } else if spec.dims.len() == 1 {
         // Norm weights: near one, as trained models have them.
         out.iter_mut()
             .for_each(|x| *x = 1.0 + 0.1 * rng.next_signed_unit());

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use clap::Args;
 use engine_core::quant::GgmlType;
-use engine_core::synth::{self, SynthConfig};
+use engine_core::synth::{self, SynthArch, SynthConfig};
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::PathBuf;
@@ -34,6 +34,9 @@ pub struct SynthArgs {
     /// Weight type of the matrices: F32, F16, Q8_0, Q4_0, Q4_1, Q4_K or Q6_K.
     #[arg(long = "type", value_parser = parse_type)]
     pub weight_type: Option<GgmlType>,
+    /// Architecture: llama, or qwen2 (with q/k/v biases).
+    #[arg(long, value_parser = parse_arch)]
+    pub arch: Option<SynthArch>,
     /// Tie the output head to the embeddings (no output.weight).
     #[arg(long)]
     pub tied: bool,
@@ -42,6 +45,11 @@ pub struct SynthArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+}
+
+fn parse_arch(s: &str) -> Result<SynthArch, String> {
+    SynthArch::from_name(s)
+        .ok_or_else(|| format!("unknown architecture '{s}' (known: llama, qwen2)"))
 }
 
 fn parse_type(s: &str) -> Result<GgmlType, String> {
@@ -65,6 +73,7 @@ impl SynthArgs {
             vocab: self.vocab.unwrap_or(base.vocab),
             context: self.context.unwrap_or(base.context),
             weight_type: self.weight_type.unwrap_or(base.weight_type),
+            arch: self.arch.unwrap_or(base.arch),
             tied_output: self.tied || base.tied_output,
             seed: self.seed,
             ..base
@@ -81,8 +90,9 @@ pub fn run(args: &SynthArgs) -> Result<()> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let total = cfg.tensor_bytes()?;
     eprintln!(
-        "sluice: writing {} ({} layers, dim {}, ffn {}, {}/{} heads, vocab {}, {}, {:.1} MB of tensors, seed {})",
+        "sluice: writing {} ({} {} layers, dim {}, ffn {}, {}/{} heads, vocab {}, {}, {:.1} MB of tensors, seed {})",
         args.out.display(),
+        cfg.arch.name(),
         cfg.layers,
         cfg.dim,
         cfg.ffn,

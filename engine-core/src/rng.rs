@@ -1,4 +1,4 @@
-//! A small seeded PRNG (SplitMix64). No `getrandom`: the same code runs on wasm64, and every value
+//! A small seeded PRNG (SplitMix64) for synth and sampling. No `getrandom`: the same code runs on wasm64, and every value
 //! is a pure function of the seed, so synthesized files are reproducible byte for byte.
 
 /// SplitMix64: fast, statistically fine for weights, trivially seekable by re-seeding.

@@ -1,0 +1,59 @@
+//! Quantization of an f32 activation row to int8 blocks with an f32 scale per block.
+
+use super::{QuantizedActivations, PAD, SUM_BLOCK};
+use crate::quant::GgmlType;
+
+/// Adding and subtracting 1.5·2²³ rounds an f32 of magnitude below 2²² to the nearest integer
+/// (ties to even) with no libm call, which the baseline x86_64 and wasm32 targets would need.
+const ROUND_MAGIC: f32 = 12_582_912.0;
+
+/// The largest |v| (NaNs ignored), over eight independent maxima so the compiler can vectorize.
+fn abs_max(src: &[f32]) -> f32 {
+    let mut m = [0.0f32; 8];
+    let (chunks, rest) = src.as_chunks::<8>();
+    for c in chunks {
+        for (m, &v) in m.iter_mut().zip(c) {
+            let a = v.abs();
+            *m = if a > *m { a } else { *m };
+        }
+    }
+    rest.iter().chain(&m).fold(0.0, |m, v| m.max(v.abs()))
+}
+
+/// Quantizes `x` (a whole number of `block`s, checked by the caller) in blocks of `block` values:
+/// `d = amax/127`, `q = round(x·127/amax)` in [-127, 127] (a zero block gets d = 0 and q = 0).
+///
+/// Keeping q ≥ -127 lets the AVX2 kernels move signs between operands without overflow.
+pub(super) fn quantize(ty: GgmlType, block: usize, x: &[f32]) -> QuantizedActivations {
+    let padded = x.len().div_ceil(PAD) * PAD;
+    let mut qs = vec![0i8; padded];
+    let mut d = vec![0.0; padded / block];
+    for ((src, dst), scale_out) in x
+        .chunks_exact(block)
+        .zip(qs.chunks_exact_mut(block))
+        .zip(d.iter_mut())
+    {
+        let amax = abs_max(src);
+        let scale = amax / 127.0;
+        let inv = if amax > 0.0 { 127.0 / amax } else { 0.0 };
+        for (q, &v) in dst.iter_mut().zip(src) {
+            // |v·inv| ≤ 127 (+ rounding) for finite blocks; the clamp bounds what non-finite
+            // inputs give (NaN stays NaN, which `as` turns into 0).
+            let r = ((v * inv + ROUND_MAGIC) - ROUND_MAGIC).clamp(-127.0, 127.0);
+            *q = r as i8;
+        }
+        *scale_out = scale;
+    }
+    let sums = qs
+        .chunks_exact(SUM_BLOCK)
+        .map(|c| c.iter().map(|&q| i16::from(q)).sum())
+        .collect();
+    QuantizedActivations {
+        ty,
+        block,
+        k: x.len(),
+        qs,
+        d,
+        sums,
+    }
+}

@@ -1,0 +1,252 @@
+//! Fast quantized matrix-vector products for decoding: the activation row is quantized once per
+//! matmul to 8-bit blocks, then each weight row is dotted against it with integer arithmetic.
+//!
+//! ## Design
+//! - Activations: Q4_0, Q4_1, Q5_0 and Q8_0 weights pair with blocks of 32 int8 values and an f32
+//!   scale; Q4_K and Q6_K weights with blocks of 256 (Q8_K-like). Both keep the sum of the int8
+//!   values of every 32 (the min term of Q4_1 and Q4_K). Values are `d·q` with `d = amax/127`,
+//!   `q = round(x/d)`, so each differs from `x` by at most half a step.
+//! - Kernels: `scalar.rs` is the portable reference (non-x86, wasm32); `x86.rs` has AVX2+FMA+F16C
+//!   versions picked at run time. Integer block sums are exact in both, and both combine them
+//!   with the same f32 operations in the same order, so the two paths give bit-identical results:
+//!   32-blocks add block `b` into lane `b % 8` of eight f32 lanes (the AVX2 path does eight blocks
+//!   per vector) and sum the lanes in a fixed tree; K-quants add one term per super-block.
+//! - The result equals `dot(dequantized w, dequantized activations)` up to f32 rounding; its
+//!   distance to the exact `dot(w, x)` is at most `0.5 · Σ_j |w_j| · amax_block(x)/127` (plus
+//!   rounding), the bound the tests check.
+//! - Non-finite activations give unspecified (possibly NaN) results, never a panic.
+
+mod activations;
+mod scalar;
+#[cfg(test)]
+mod tests;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+use crate::quant::{GgmlType, QK_K};
+use crate::{Error, Result};
+use std::ops::Range;
+
+/// Values per activation sum (`QuantizedActivations::sums`).
+const SUM_BLOCK: usize = 32;
+
+/// Activations are zero-padded to a multiple of this many values, so SIMD kernels can treat the
+/// last 32-value blocks of a row as a full group of eight (zero activations add nothing).
+const PAD: usize = 8 * SUM_BLOCK;
+
+/// Types with a fast kernel.
+pub fn supports(ty: GgmlType) -> bool {
+    activation_block(ty).is_some()
+}
+
+/// The activation block size the weight type pairs with, `None` for types without a fast kernel.
+fn activation_block(ty: GgmlType) -> Option<usize> {
+    use GgmlType::*;
+    match ty {
+        Q4_0 | Q4_1 | Q5_0 | Q8_0 => Some(32),
+        Q4_K | Q6_K => Some(QK_K),
+        _ => None,
+    }
+}
+
+/// The activation row `x` (length k) quantized for dot products against weights of type `ty`.
+#[derive(Debug, Clone)]
+pub struct QuantizedActivations {
+    /// The weight type it was made for (any type with the same `block` may use it too).
+    ty: GgmlType,
+    /// Values per scale: 32 or 256.
+    block: usize,
+    /// Number of values (k).
+    k: usize,
+    /// The k quantized values, in [-127, 127], then zeros up to a multiple of `PAD` values.
+    qs: Vec<i8>,
+    /// One scale per `block` values of `qs` (padding included, with scale 0).
+    d: Vec<f32>,
+    /// Sum of the quantized values of every 32 of `qs` (at most 32·127 in magnitude).
+    sums: Vec<i16>,
+}
+
+impl QuantizedActivations {
+    /// Number of values (k).
+    pub fn len(&self) -> usize {
+        self.k
+    }
+
+    /// Whether k is 0.
+    pub fn is_empty(&self) -> bool {
+        self.k == 0
+    }
+
+    /// The weight type these activations were quantized for.
+    pub fn weight_type(&self) -> GgmlType {
+        self.ty
+    }
+}
+
+/// Quantizes `x` (a whole number of activation blocks) for weights of type `ty`.
+pub fn quantize_activations(ty: GgmlType, x: &[f32]) -> Result<QuantizedActivations> {
+    let block = activation_block(ty).ok_or(Error::UnsupportedType {
+        ty,
+        op: "fast::quantize_activations",
+    })?;
+    if !x.len().is_multiple_of(block) {
+        return Err(Error::BlockMisaligned {
+            what: "fast::quantize_activations input".into(),
+            len: x.len(),
+            block,
+            ty,
+        });
+    }
+    Ok(activations::quantize(ty, block, x))
+}
+
+/// dot(w_row, x) for one weight row (k elements of `ty`, raw GGUF bytes).
+pub fn dot(ty: GgmlType, w_row: &[u8], xq: &QuantizedActivations) -> Result<f32> {
+    let row_bytes = check_pairing(ty, xq, "fast::dot")?;
+    if w_row.len() != row_bytes {
+        return Err(Error::SizeMismatch {
+            what: format!("fast::dot weight row ({} elements of {ty})", xq.len()),
+            expected: row_bytes as u64,
+            actual: w_row.len() as u64,
+        });
+    }
+    let mut out = [0.0];
+    kernels(ty).gemv(w_row, row_bytes, xq, &mut out);
+    Ok(out[0])
+}
+
+/// out[i] = dot(row i of w, x) for rows `rows` of a weight whose rows have `k` elements; this is the
+/// hot loop (the caller splits rows across threads).
+///
+/// `w` holds whole rows (row `r` at byte `r · row_bytes`); `out` has one value per row of `rows`
+/// (`out[i - rows.start]`).
+pub fn gemv_rows(
+    ty: GgmlType,
+    w: &[u8],
+    k: usize,
+    xq: &QuantizedActivations,
+    rows: Range<usize>,
+    out: &mut [f32],
+) -> Result<()> {
+    const OP: &str = "fast::gemv_rows";
+    let row_bytes = check_pairing(ty, xq, OP)?;
+    if k != xq.len() {
+        return Err(Error::Shape {
+            op: OP,
+            detail: format!(
+                "rows have k = {k} elements but the activations have {}",
+                xq.len()
+            ),
+        });
+    }
+    if row_bytes == 0 {
+        // k = 0: every row is empty and every dot product is 0.
+        if !w.is_empty() || out.len() != rows.len() {
+            return Err(Error::Shape {
+                op: OP,
+                detail: format!("k = 0 needs an empty weight and {} outputs", rows.len()),
+            });
+        }
+        out.fill(0.0);
+        return Ok(());
+    }
+    if !w.len().is_multiple_of(row_bytes) {
+        return Err(Error::SizeMismatch {
+            what: format!("{OP} weight (whole rows of {row_bytes} bytes, k = {k} of {ty})"),
+            expected: (w.len() - w.len() % row_bytes) as u64,
+            actual: w.len() as u64,
+        });
+    }
+    let n = w.len() / row_bytes;
+    if rows.start > rows.end || rows.end > n {
+        return Err(Error::Shape {
+            op: OP,
+            detail: format!("rows {rows:?} out of a weight with {n} rows"),
+        });
+    }
+    if out.len() != rows.len() {
+        return Err(Error::SizeMismatch {
+            what: format!("{OP} output (rows {rows:?})"),
+            expected: rows.len() as u64,
+            actual: out.len() as u64,
+        });
+    }
+    let w = &w[rows.start * row_bytes..rows.end * row_bytes];
+    kernels(ty).gemv(w, row_bytes, xq, out);
+    Ok(())
+}
+
+/// Checks that `ty` has a kernel and `xq` has its activation layout; returns the bytes of one row.
+fn check_pairing(ty: GgmlType, xq: &QuantizedActivations, op: &'static str) -> Result<usize> {
+    let block = activation_block(ty).ok_or(Error::UnsupportedType { ty, op })?;
+    if block != xq.block {
+        return Err(Error::Shape {
+            op,
+            detail: format!(
+                "activations quantized for {} (blocks of {}) cannot pair with {ty} weights (blocks of {block})",
+                xq.ty, xq.block
+            ),
+        });
+    }
+    // `xq.len()` is a multiple of `block`, which is a multiple of the weight block size.
+    Ok(xq.len() / ty.block_size() * ty.type_size())
+}
+
+/// Which implementation runs the kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Isa {
+    /// Portable Rust; the reference.
+    Scalar,
+    /// AVX2 + FMA + F16C intrinsics (x86_64 only).
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+}
+
+/// The best implementation this CPU supports, detected once.
+fn detected_isa() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static HAS_AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        let avx2 = *HAS_AVX2.get_or_init(|| {
+            is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("f16c")
+        });
+        if avx2 {
+            return Isa::Avx2;
+        }
+    }
+    Isa::Scalar
+}
+
+/// The kernels of one weight type on one implementation.
+#[derive(Debug, Clone, Copy)]
+struct Kernels {
+    ty: GgmlType,
+    isa: Isa,
+}
+
+fn kernels(ty: GgmlType) -> Kernels {
+    Kernels {
+        ty,
+        isa: detected_isa(),
+    }
+}
+
+impl Kernels {
+    /// `out[r] = dot(row r of w, xq)`; `w` holds `out.len()` rows of `row_bytes` (checked by the caller).
+    fn gemv(self, w: &[u8], row_bytes: usize, xq: &QuantizedActivations, out: &mut [f32]) {
+        if row_bytes == 0 {
+            // k = 0: empty rows.
+            out.fill(0.0);
+            return;
+        }
+        match self.isa {
+            Isa::Scalar => scalar::gemv(self.ty, w, row_bytes, xq, out),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Isa::Avx2` is only chosen when AVX2, FMA and F16C were detected at run time
+            // (`detected_isa`, or a test that checked the same features).
+            Isa::Avx2 => unsafe { x86::gemv(self.ty, w, row_bytes, xq, out) },
+        }
+    }
+}

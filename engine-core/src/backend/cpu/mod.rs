@@ -1,0 +1,447 @@
+//! The CPU reference backend: the oracle every other backend is compared with.
+//!
+//! ## Design
+//! Buffers are plain `Vec<f32>`; weights keep their GGUF bytes (quantized) and are dequantized row
+//! by row inside each kernel. Every op validates its lengths up front and returns `Error::Shape`
+//! rather than panicking. Buffers may be larger than an op needs (scratch sized for the longest
+//! batch): ops read and write only the prefix they need. Kernels run on a dedicated thread pool
+//! (`threads.rs`), split over output rows; each output value is computed by one worker in a fixed
+//! order, so results are bit-identical for any thread count.
+
+mod attention;
+mod elementwise;
+mod embedding;
+pub mod fast;
+mod matmul;
+mod norm;
+mod rope;
+mod softmax;
+mod threads;
+
+#[cfg(test)]
+mod reference;
+
+use super::{
+    AttentionParams, Backend, CopyRowsParams, MatmulShape, RmsNormParams, RopeParams, RowsParams,
+    WeightDesc,
+};
+use crate::quant::GgmlType;
+use crate::{Error, Result};
+use std::future::Future;
+use threads::Pool;
+
+/// `f32` activations in host memory.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CpuBuffer(Vec<f32>);
+
+impl CpuBuffer {
+    /// The number of values.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the buffer holds no values.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The values.
+    pub fn as_slice(&self) -> &[f32] {
+        &self.0
+    }
+
+    /// The values, mutably.
+    pub fn as_mut_slice(&mut self) -> &mut [f32] {
+        &mut self.0
+    }
+
+    /// Takes the values out.
+    pub fn into_vec(self) -> Vec<f32> {
+        self.0
+    }
+}
+
+impl From<Vec<f32>> for CpuBuffer {
+    fn from(v: Vec<f32>) -> Self {
+        Self(v)
+    }
+}
+
+/// A tensor as stored in the GGUF: its type, dims (`dims[0]` is the row length) and raw blocks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CpuWeight {
+    ggml_type: GgmlType,
+    dims: Vec<u64>,
+    bytes: Vec<u8>,
+    row_len: usize,
+    rows: usize,
+}
+
+impl CpuWeight {
+    /// The stored element type.
+    pub fn ggml_type(&self) -> GgmlType {
+        self.ggml_type
+    }
+
+    /// The dims as in the GGUF (`dims[0]` is the row length).
+    pub fn dims(&self) -> &[u64] {
+        &self.dims
+    }
+
+    /// The raw (possibly quantized) bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Values per row (`dims[0]`).
+    pub fn row_len(&self) -> usize {
+        self.row_len
+    }
+
+    /// Number of rows (the product of the remaining dims).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Number of values (`row_len * rows`).
+    pub fn elements(&self) -> usize {
+        self.row_len * self.rows
+    }
+
+    /// Bytes per row (whole blocks, since `row_len` is a multiple of the block size).
+    pub(crate) fn row_bytes(&self) -> usize {
+        self.row_len / self.ggml_type.block_size() * self.ggml_type.type_size()
+    }
+
+    /// The raw bytes of row `r` (checked by the caller: `r < rows`).
+    pub(crate) fn row(&self, r: usize) -> &[u8] {
+        let rb = self.row_bytes();
+        &self.bytes[r * rb..(r + 1) * rb]
+    }
+}
+
+/// How `matmul` computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MatmulPath {
+    /// Dequantize weight rows to `f32` and accumulate in `f32`: the reference.
+    #[default]
+    Exact,
+    /// 8-bit activations and integer SIMD dot products (`fast`), for the types it supports; the
+    /// others take the exact path.
+    Fast,
+}
+
+/// How to build a `CpuBackend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuConfig {
+    /// Worker threads (at least 1); ignored on wasm, which runs single-threaded.
+    pub threads: usize,
+    pub path: MatmulPath,
+}
+
+impl Default for CpuConfig {
+    /// All available cores, exact matmul.
+    fn default() -> Self {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self {
+            threads,
+            path: MatmulPath::Exact,
+        }
+    }
+}
+
+/// The CPU backend: host buffers, a persistent thread pool.
+pub struct CpuBackend {
+    config: CpuConfig,
+    pool: Pool,
+}
+
+impl std::fmt::Debug for CpuBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CpuBackend")
+            .field("config", &self.config)
+            .field("threads", &self.pool.threads())
+            .finish()
+    }
+}
+
+impl CpuBackend {
+    /// Starts the thread pool; `Error::Config` for 0 threads or when threads cannot be spawned.
+    pub fn new(config: CpuConfig) -> Result<Self> {
+        Ok(Self {
+            pool: Pool::new(config.threads)?,
+            config,
+        })
+    }
+
+    /// The configuration it was built with.
+    pub fn config(&self) -> CpuConfig {
+        self.config
+    }
+
+    /// Worker threads actually running (1 on wasm).
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
+    }
+}
+
+/// `Error::Shape` for `op`.
+pub(crate) fn shape_err(op: &'static str, detail: impl Into<String>) -> Error {
+    Error::Shape {
+        op,
+        detail: detail.into(),
+    }
+}
+
+/// The product of `factors`, or `Error::Shape` when it overflows `usize`.
+pub(crate) fn size(op: &'static str, factors: &[usize]) -> Result<usize> {
+    factors
+        .iter()
+        .try_fold(1usize, |acc, &f| acc.checked_mul(f))
+        .ok_or_else(|| shape_err(op, format!("size {factors:?} overflows")))
+}
+
+/// Checks that buffer `what` holds at least `needed` values.
+pub(crate) fn need(op: &'static str, what: &str, have: usize, needed: usize) -> Result<()> {
+    if have < needed {
+        return Err(shape_err(
+            op,
+            format!("{what} holds {have} values, {needed} needed"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that weight `w` can be dequantized by the CPU kernels of `op`.
+pub(crate) fn check_dequantizable(op: &'static str, w: &CpuWeight) -> Result<()> {
+    if !w.ggml_type.can_dequantize() {
+        return Err(Error::UnsupportedType {
+            ty: w.ggml_type,
+            op,
+        });
+    }
+    Ok(())
+}
+
+/// Validates an upload: a type the CPU can dequantize, rows of whole blocks, bytes matching the dims.
+fn make_weight(desc: WeightDesc<'_>, bytes: &[u8]) -> Result<CpuWeight> {
+    const OP: &str = "upload_weight";
+    let ty = desc.ggml_type;
+    if !ty.can_dequantize() {
+        return Err(Error::UnsupportedType { ty, op: OP });
+    }
+    let to_usize = |d: u64| {
+        usize::try_from(d).map_err(|_| shape_err(OP, format!("'{}': dim {d} too large", desc.name)))
+    };
+    let (&first, rest) = desc
+        .dims
+        .split_first()
+        .ok_or_else(|| shape_err(OP, format!("'{}' has no dims", desc.name)))?;
+    let row_len = to_usize(first)?;
+    let rest = rest
+        .iter()
+        .map(|&d| to_usize(d))
+        .collect::<Result<Vec<_>>>()?;
+    let rows = size(OP, &rest)?;
+    // `elements()` multiplies these; make sure it cannot overflow.
+    size(OP, &[row_len, rows])?;
+    let block = ty.block_size();
+    if !row_len.is_multiple_of(block) {
+        return Err(shape_err(
+            OP,
+            format!(
+                "'{}': row length {row_len} is not a multiple of the {ty} block size {block}",
+                desc.name
+            ),
+        ));
+    }
+    let expected = size(OP, &[row_len / block, ty.type_size(), rows])?;
+    if bytes.len() != expected {
+        return Err(shape_err(
+            OP,
+            format!(
+                "'{}' ({ty}, dims {:?}) needs {expected} bytes, got {}",
+                desc.name,
+                desc.dims,
+                bytes.len()
+            ),
+        ));
+    }
+    Ok(CpuWeight {
+        ggml_type: ty,
+        dims: desc.dims.to_vec(),
+        bytes: bytes.to_vec(),
+        row_len,
+        rows,
+    })
+}
+
+impl Backend for CpuBackend {
+    type Buffer = CpuBuffer;
+    type Weight = CpuWeight;
+
+    fn name(&self) -> String {
+        "cpu".into()
+    }
+
+    fn upload_weight(&self, desc: WeightDesc<'_>, bytes: &[u8]) -> Result<CpuWeight> {
+        make_weight(desc, bytes)
+    }
+
+    fn alloc(&self, len: usize) -> Result<CpuBuffer> {
+        // Fail with an error rather than abort when a huge scratch buffer cannot be had.
+        let mut v = Vec::new();
+        v.try_reserve_exact(len)
+            .map_err(|e| shape_err("alloc", format!("cannot allocate {len} values: {e}")))?;
+        v.resize(len, 0.0);
+        Ok(CpuBuffer(v))
+    }
+
+    fn write(&self, buf: &mut CpuBuffer, data: &[f32]) -> Result<()> {
+        need("write", "buffer", buf.len(), data.len())?;
+        buf.0[..data.len()].copy_from_slice(data);
+        Ok(())
+    }
+
+    fn download(&self, buf: &CpuBuffer, len: usize) -> impl Future<Output = Result<Vec<f32>>> {
+        let r = need("download", "buffer", buf.len(), len).map(|()| buf.0[..len].to_vec());
+        std::future::ready(r)
+    }
+
+    fn matmul(
+        &self,
+        w: &CpuWeight,
+        bias: Option<&CpuWeight>,
+        x: &CpuBuffer,
+        out: &mut CpuBuffer,
+        shape: MatmulShape,
+    ) -> Result<()> {
+        matmul::matmul(
+            self.config.path,
+            &self.pool,
+            w,
+            bias,
+            &x.0,
+            &mut out.0,
+            shape,
+        )
+    }
+
+    fn dequant(&self, w: &CpuWeight, out: &mut CpuBuffer) -> Result<()> {
+        embedding::dequant(&self.pool, w, &mut out.0)
+    }
+
+    fn embedding(&self, table: &CpuWeight, ids: &[u32], out: &mut CpuBuffer) -> Result<()> {
+        embedding::embedding(&self.pool, table, ids, &mut out.0)
+    }
+
+    fn rms_norm(
+        &self,
+        x: &CpuBuffer,
+        w: &CpuWeight,
+        out: &mut CpuBuffer,
+        p: RmsNormParams,
+    ) -> Result<()> {
+        norm::rms_norm(&self.pool, &x.0, w, &mut out.0, p)
+    }
+
+    fn rope(&self, x: &mut CpuBuffer, p: RopeParams) -> Result<()> {
+        rope::rope(&self.pool, &mut x.0, p)
+    }
+
+    fn copy_rows(&self, src: &CpuBuffer, dst: &mut CpuBuffer, p: CopyRowsParams) -> Result<()> {
+        elementwise::copy_rows(&src.0, &mut dst.0, p)
+    }
+
+    fn attention(
+        &self,
+        q: &CpuBuffer,
+        k_cache: &CpuBuffer,
+        v_cache: &CpuBuffer,
+        out: &mut CpuBuffer,
+        p: AttentionParams,
+    ) -> Result<()> {
+        attention::attention(&self.pool, &q.0, &k_cache.0, &v_cache.0, &mut out.0, p)
+    }
+
+    fn silu_mul(
+        &self,
+        gate: &CpuBuffer,
+        up: &CpuBuffer,
+        out: &mut CpuBuffer,
+        len: usize,
+    ) -> Result<()> {
+        elementwise::silu_mul(&self.pool, &gate.0, &up.0, &mut out.0, len)
+    }
+
+    fn add(&self, acc: &mut CpuBuffer, x: &CpuBuffer, len: usize) -> Result<()> {
+        elementwise::add(&self.pool, &mut acc.0, &x.0, len)
+    }
+
+    fn softmax(&self, x: &mut CpuBuffer, p: RowsParams) -> Result<()> {
+        softmax::softmax(&self.pool, &mut x.0, p)
+    }
+
+    fn argmax(&self, x: &CpuBuffer, p: RowsParams) -> impl Future<Output = Result<Vec<u32>>> {
+        std::future::ready(softmax::argmax(&x.0, p))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reference::*;
+    use super::*;
+
+    #[test]
+    fn buffers_round_trip() {
+        let b = backend(2);
+        assert_eq!(b.name(), "cpu");
+        assert_eq!(b.threads(), 2);
+        let mut buf = b.alloc(5).expect("alloc");
+        assert_eq!(buf.as_slice(), &[0.0; 5]);
+        b.write(&mut buf, &[1.0, 2.0, 3.0]).expect("write");
+        assert_eq!(download(&b, &buf, 4), vec![1.0, 2.0, 3.0, 0.0]);
+        assert_shape_err(b.write(&mut buf, &[0.0; 6]), "write");
+        assert_shape_err(block_on(b.download(&buf, 6)), "download");
+    }
+
+    #[test]
+    fn zero_threads_is_a_config_error() {
+        let r = CpuBackend::new(CpuConfig {
+            threads: 0,
+            path: MatmulPath::Exact,
+        });
+        assert!(matches!(r, Err(Error::Config(_))), "{r:?}");
+    }
+
+    #[test]
+    fn upload_validates_type_dims_and_bytes() {
+        let b = backend(1);
+        let up = |ty, dims: &[u64], len| {
+            let desc = WeightDesc {
+                name: "t",
+                ggml_type: ty,
+                dims,
+            };
+            b.upload_weight(desc, &vec![0u8; len])
+        };
+        let w = up(GgmlType::Q4_K, &[512, 3], 2 * 144 * 3).expect("valid");
+        assert_eq!((w.row_len(), w.rows(), w.elements()), (512, 3, 1536));
+        assert_eq!(w.dims(), &[512, 3]);
+        assert_eq!(w.bytes().len(), 864);
+        assert_shape_err(
+            up(GgmlType::Q4_K, &[512, 3], 2 * 144 * 3 - 1),
+            "upload_weight",
+        );
+        assert_shape_err(up(GgmlType::Q4_K, &[100, 3], 144 * 3), "upload_weight");
+        assert_shape_err(up(GgmlType::F32, &[], 0), "upload_weight");
+        assert_shape_err(up(GgmlType::F32, &[u64::MAX, 2], 8), "upload_weight");
+        assert!(matches!(
+            up(GgmlType::IQ2_XXS, &[256], 66),
+            Err(Error::UnsupportedType { .. })
+        ));
+        // Three dims: rows are the product of the outer two.
+        let w = up(GgmlType::F16, &[4, 2, 3], 4 * 2 * 3 * 2).expect("3-d");
+        assert_eq!((w.row_len(), w.rows()), (4, 6));
+    }
+}

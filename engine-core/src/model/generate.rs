@@ -1,0 +1,74 @@
+//! Generation one token at a time, so that callers (the CLI, the web page) can stream, time and stop
+//! each step themselves.
+
+use super::{Logits, Model, Session};
+use crate::backend::Backend;
+use crate::sample::Sampler;
+use crate::{Error, Result};
+
+/// A running generation: the session being extended and the sampler choosing tokens.
+pub struct Generator<'a, B: Backend> {
+    model: &'a Model<B>,
+    backend: &'a B,
+    session: &'a mut Session<B>,
+    sampler: Sampler,
+    /// The token sampled last, fed in at the next step.
+    pending: Option<u32>,
+}
+
+impl<'a, B: Backend> Generator<'a, B> {
+    pub fn new(
+        model: &'a Model<B>,
+        backend: &'a B,
+        session: &'a mut Session<B>,
+        sampler: Sampler,
+    ) -> Self {
+        Self {
+            model,
+            backend,
+            session,
+            sampler,
+            pending: None,
+        }
+    }
+
+    /// Feeds the prompt in chunks of at most `batch` tokens and samples the first new token.
+    pub async fn prefill(&mut self, prompt: &[u32], batch: usize) -> Result<u32> {
+        if prompt.is_empty() {
+            return Err(Error::Config("the prompt has no tokens".into()));
+        }
+        let mut logits = Vec::new();
+        for chunk in prompt.chunks(batch.max(1)) {
+            logits = self
+                .model
+                .forward(self.backend, self.session, chunk, Logits::Last)
+                .await?;
+        }
+        prompt.iter().for_each(|&t| self.sampler.accept(t));
+        self.choose(&logits)
+    }
+
+    /// Feeds the last sampled token and samples the next one.
+    pub async fn step(&mut self) -> Result<u32> {
+        let token = self
+            .pending
+            .ok_or_else(|| Error::Config("step() before prefill()".into()))?;
+        let logits = self
+            .model
+            .forward(self.backend, self.session, &[token], Logits::Last)
+            .await?;
+        self.choose(&logits)
+    }
+
+    /// Positions used so far (prompt and generated tokens fed in).
+    pub fn position(&self) -> usize {
+        self.session.position()
+    }
+
+    fn choose(&mut self, logits: &[f32]) -> Result<u32> {
+        let token = self.sampler.sample(logits)?;
+        self.sampler.accept(token);
+        self.pending = Some(token);
+        Ok(token)
+    }
+}

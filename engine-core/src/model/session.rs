@@ -1,0 +1,67 @@
+//! A generation session: the KV cache of every block, the position reached, and scratch buffers
+//! reused across steps of the same width.
+
+use crate::backend::Backend;
+use crate::gguf::LlamaHparams;
+use crate::{Error, Result};
+
+/// Per-width activation buffers, reallocated only when the number of tokens per step changes.
+pub(super) struct Scratch<B: Backend> {
+    pub tokens: usize,
+    pub x: B::Buffer,
+    pub h: B::Buffer,
+    pub q: B::Buffer,
+    pub k: B::Buffer,
+    pub v: B::Buffer,
+    pub att: B::Buffer,
+    pub o: B::Buffer,
+    pub gate: B::Buffer,
+    pub up: B::Buffer,
+    pub act: B::Buffer,
+}
+
+/// One conversation's state on the backend.
+pub struct Session<B: Backend> {
+    pub(super) k_cache: Vec<B::Buffer>,
+    pub(super) v_cache: Vec<B::Buffer>,
+    pub(super) pos: usize,
+    pub(super) limit: usize,
+    pub(super) scratch: Option<Scratch<B>>,
+}
+
+impl<B: Backend> Session<B> {
+    pub(super) fn new(backend: &B, hp: &LlamaHparams, limit: usize) -> Result<Self> {
+        let kv_dim = (hp.head_count_kv * hp.key_length) as usize;
+        let len = limit
+            .checked_mul(kv_dim)
+            .ok_or_else(|| Error::Config(format!("a {limit}-position KV cache is too large")))?;
+        let mut k_cache = Vec::with_capacity(hp.block_count as usize);
+        let mut v_cache = Vec::with_capacity(hp.block_count as usize);
+        for _ in 0..hp.block_count {
+            k_cache.push(backend.alloc(len)?);
+            v_cache.push(backend.alloc(len)?);
+        }
+        Ok(Self {
+            k_cache,
+            v_cache,
+            pos: 0,
+            limit,
+            scratch: None,
+        })
+    }
+
+    /// Positions already in the cache.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// The most positions this session can hold.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Forgets everything after position `pos` (e.g. to start over with `rewind(0)`).
+    pub fn rewind(&mut self, pos: usize) {
+        self.pos = self.pos.min(pos);
+    }
+}
