@@ -11,7 +11,10 @@
 //!
 //! The loaders panic with a message naming the file on any inconsistency, as tests want.
 
+use engine_core::quant::GgmlType;
+use engine_core::synth::{self, SynthArch, SynthConfig};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -351,6 +354,100 @@ impl ReferenceFixture {
     pub fn binary_sha256(&self) -> &str {
         self.index["binary"]["sha256"].as_str().unwrap_or("")
     }
+
+    /// For a fixture made on a synthesized model: the configuration its `sluice synth` command
+    /// line describes (`engine_core::synth::write` with it regenerates the model, whose SHA-256 is
+    /// `model.sha256`). None for a real model.
+    pub fn synth_config(&self) -> Option<SynthConfig> {
+        self.model.made_by.as_deref().map(parse_synth_command)
+    }
+
+    /// The synthesized model this fixture was made on, regenerated in memory (GGUF bytes), checked
+    /// against the recorded SHA-256. Panics for a real model.
+    pub fn synth_model_bytes(&self) -> Vec<u8> {
+        let cfg = self
+            .synth_config()
+            .unwrap_or_else(|| panic!("fixture {} is not on a synthesized model", self.name));
+        let bytes = synth::write(&cfg, Vec::new(), 1, |_, _| {})
+            .unwrap_or_else(|e| panic!("fixture {}: synth failed: {e}", self.name));
+        let sha = sha256_hex(&bytes);
+        assert_eq!(
+            sha,
+            self.model.sha256,
+            "fixture {}: `{}` no longer writes the model the fixture was made on",
+            self.name,
+            self.model.made_by.as_deref().unwrap_or("")
+        );
+        bytes
+    }
+}
+
+/// SHA-256 of `bytes`, lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Parses a recorded `sluice synth ...` command line into the configuration it describes, with the
+/// CLI's defaults and flag meanings (`--out` and `--threads` do not change the bytes, and are ignored).
+pub fn parse_synth_command(command: &str) -> SynthConfig {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    assert!(
+        words.len() >= 2 && words[0] == "sluice" && words[1] == "synth",
+        "not a sluice synth command: {command}"
+    );
+    let mut flags: HashMap<&str, &str> = HashMap::new();
+    let mut tied = false;
+    let mut rest = words[2..].iter();
+    while let Some(&w) = rest.next() {
+        match w {
+            "--tied" => tied = true,
+            "-o" | "--out" | "--threads" | "--preset" | "--layers" | "--dim" | "--ffn"
+            | "--heads" | "--kv-heads" | "--vocab" | "--context" | "--type" | "--arch"
+            | "--seed" => {
+                let v = rest
+                    .next()
+                    .unwrap_or_else(|| panic!("{command}: {w} needs a value"));
+                flags.insert(w, v);
+            }
+            other => panic!("{command}: unknown synth flag {other}"),
+        }
+    }
+    let base = match flags
+        .get("--preset")
+        .map(|p| p.to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("tiny") => SynthConfig::default(),
+        Some("7b") => SynthConfig::llama_7b(GgmlType::Q4_0),
+        Some(other) => panic!("{command}: unknown preset {other}"),
+    };
+    fn num<T: std::str::FromStr>(flags: &HashMap<&str, &str>, key: &str, default: T) -> T {
+        flags.get(key).map_or(default, |v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("bad value {v} for {key}"))
+        })
+    }
+    SynthConfig {
+        layers: num(&flags, "--layers", base.layers),
+        dim: num(&flags, "--dim", base.dim),
+        ffn: num(&flags, "--ffn", base.ffn),
+        heads: num(&flags, "--heads", base.heads),
+        kv_heads: num(&flags, "--kv-heads", base.kv_heads),
+        vocab: num(&flags, "--vocab", base.vocab),
+        context: num(&flags, "--context", base.context),
+        weight_type: flags.get("--type").map_or(base.weight_type, |t| {
+            GgmlType::from_name(t).unwrap_or_else(|| panic!("{command}: unknown type {t}"))
+        }),
+        arch: flags.get("--arch").map_or(base.arch, |a| {
+            SynthArch::from_name(a).unwrap_or_else(|| panic!("{command}: unknown arch {a}"))
+        }),
+        tied_output: tied || base.tied_output,
+        seed: num(&flags, "--seed", 0),
+        ..base
+    }
 }
 
 /// llama.cpp's run of one prompt, compared with the reference by the script that made it.
@@ -513,15 +610,7 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sha2::{Digest, Sha256};
     use std::collections::HashSet;
-
-    fn sha256_hex(bytes: &[u8]) -> String {
-        Sha256::digest(bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    }
 
     fn binary_of(dir: &str, index: &serde_json::Value) -> Vec<u8> {
         let file = index["binary"]["file"].as_str().unwrap();
@@ -676,8 +765,37 @@ mod tests {
                 .all(|p| p.kind == PromptKind::Ids && p.rendered.is_none()));
             // One prompt is longer than the stored positions.
             assert!(f.prompts.iter().any(|p| p.ids.len() > f.options.positions));
+            // engine_core::synth regenerates the very file the fixture was made on.
+            let cfg = f.synth_config().unwrap();
+            assert_eq!(Some(cfg.arch.name()), f.model.arch.as_deref());
+            assert_eq!(cfg.vocab as usize, f.model.vocab);
+            let bytes = f.synth_model_bytes();
+            assert_eq!(sha256_hex(&bytes), f.model.sha256);
         }
         assert!(seen >= 1);
+    }
+
+    #[test]
+    fn synth_command_lines_parse_like_the_cli() {
+        let c = parse_synth_command(
+            "sluice synth --out x.gguf --arch qwen2 --layers 3 --type Q4_K --tied --seed 9 --threads 4",
+        );
+        let want = SynthConfig {
+            layers: 3,
+            weight_type: GgmlType::Q4_K,
+            arch: SynthArch::Qwen2,
+            tied_output: true,
+            seed: 9,
+            ..SynthConfig::default()
+        };
+        assert_eq!(c, want);
+        assert_eq!(
+            parse_synth_command("sluice synth -o y.gguf"),
+            SynthConfig::default()
+        );
+        let b = parse_synth_command("sluice synth --out z.gguf --preset 7b --layers 1");
+        assert_eq!(b.dim, 4096);
+        assert_eq!(b.layers, 1);
     }
 
     #[test]
