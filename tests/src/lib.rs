@@ -1,1 +1,3 @@
 //! Cross-crate tests live in `tests/tests/`; this library holds helpers they share.
+
+pub mod fixtures;
