@@ -278,7 +278,7 @@ mod native {
             }
             spins = spins.wrapping_add(1);
             std::hint::spin_loop();
-            if spins % 1024 == 0 && start.elapsed() > SPIN {
+            if spins.is_multiple_of(1024) && start.elapsed() > SPIN {
                 break;
             }
         }
