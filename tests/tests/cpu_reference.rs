@@ -3,7 +3,7 @@
 //!   reference at every stored position, and greedy-equal up to the first step where the
 //!   reference's top-2 margin is below 0.02;
 //! - the fast path (8-bit activations) the same way within its own bound `FAST_BOUND`;
-//! - llama.cpp as an anchor at the first step of every prompt (see `LLAMA_CPP_MIN_CORRELATION`).
+//! - llama.cpp as an anchor at the first step of every prompt (see `VS_REFERENCE_SLACK`).
 
 use engine_core::backend::cpu::{CpuBackend, CpuConfig, MatmulPath};
 use engine_core::model::{Generator, Logits, Model};
@@ -17,14 +17,19 @@ use sluice_tests::models::model_or_skip;
 const EXACT_BOUND: f32 = 0.02;
 /// The fast path quantizes activations to 8 bits per 32-value block, as llama.cpp does. Measured
 /// on these prompts: 0.97-1.32 on plain prompts, 2.55 on chat prompts (position 19 of the shared
-/// system prompt). KNOWN GAP: the issue allows at most 1.5; getting there needs finer activations
-/// (e.g. 16-bit) in the fast kernels. This bound guards against regressions meanwhile.
+/// system prompt), above the 1.5 the issue allows a faster path: that is why `fast` is opt-in and
+/// the default is `precise` (below). This bound guards `fast` against regressions.
 const FAST_BOUND: f32 = 2.75;
-/// llama.cpp anchor, first step. The issue asks for correlation >= 0.999, but the float64
-/// reference itself reaches only 0.99851-0.99947 against llama.cpp on these prompts (llama.cpp
-/// rounds activations to 8 bits; with dequantized F32 weights it matches the reference to 6e-5).
-/// So correlation is held to 0.998; max |diff| <= 1.5 and the top-1 rule are the issue's own.
-const LLAMA_CPP_MIN_CORRELATION: f64 = 0.998;
+/// The precise path adds an 8-bit pass over the activations' residual (about 16-bit precision):
+/// measured at most 0.0078 on these prompts, so it is held to the exact path's own bound.
+const PRECISE_BOUND: f32 = 0.02;
+/// llama.cpp anchor, first step. The issue asks for correlation >= 0.999 and max |diff| <= 1.5,
+/// but the float64 reference itself misses both on some prompts (correlation down to 0.99851,
+/// max |diff| 1.769 on chat-capital, where llama.cpp's own top-2 margin is 0.089): llama.cpp rounds
+/// activations to 8 bits (with dequantized F32 weights it matches the reference to 6e-5). So each
+/// prompt is held to the issue's limits or to the reference's own distance from llama.cpp
+/// (recorded in the fixture) plus this slack, whichever is looser; the top-1 rule is the issue's.
+const VS_REFERENCE_SLACK: f64 = 0.02;
 
 fn load(path: MatmulPath) -> Option<(CpuBackend, Model<CpuBackend>)> {
     let file = model_or_skip("smollm2-135m-instruct-q4_1")?;
@@ -129,6 +134,11 @@ fn fast_path_stays_within_its_bound_of_the_reference() {
 }
 
 #[test]
+fn precise_path_stays_within_its_bound_of_the_reference() {
+    against_reference(MatmulPath::Precise, PRECISE_BOUND);
+}
+
+#[test]
 fn free_running_generation_equals_teacher_forcing() {
     let Some((backend, model)) = load(MatmulPath::Exact) else {
         return;
@@ -152,7 +162,7 @@ fn free_running_generation_equals_teacher_forcing() {
 
 #[test]
 fn llama_cpp_anchor_at_the_first_step() {
-    let Some((backend, model)) = load(MatmulPath::Fast) else {
+    let Some((backend, model)) = load(MatmulPath::Precise) else {
         return;
     };
     let fx = LlamaCppFixture::load("smollm2");
@@ -191,11 +201,17 @@ fn llama_cpp_anchor_at_the_first_step() {
             p.name,
             p.continuation.len()
         );
-        if corr < LLAMA_CPP_MIN_CORRELATION {
-            failures.push(format!("{}: correlation {corr:.5}", p.name));
+        let reference = &p.vs_reference;
+        let min_corr = 0.999f64.min(reference.first_step_correlation - VS_REFERENCE_SLACK / 10.0);
+        let max_allowed = 1.5f64.max(reference.first_step_max_abs_diff + VS_REFERENCE_SLACK);
+        if corr < min_corr {
+            failures.push(format!("{}: correlation {corr:.5} < {min_corr:.5}", p.name));
         }
-        if max_diff > 1.5 {
-            failures.push(format!("{}: max |diff| {max_diff:.3}", p.name));
+        if f64::from(max_diff) > max_allowed {
+            failures.push(format!(
+                "{}: max |diff| {max_diff:.3} > {max_allowed:.3}",
+                p.name
+            ));
         }
         if p.margins[0] > 1.5 && argmax(&logits) != p.continuation[0] {
             failures.push(format!(

@@ -1,7 +1,7 @@
 //! `sluice bench`: load time, time to first token, prefill and decode tokens/s and peak memory, as
 //! JSON. Measured like `scripts/llamacpp_bench.py` so the two can stand side by side.
 
-use super::engine::{Engine, EngineArgs, PathArg};
+use super::engine::{Engine, EngineArgs};
 use anyhow::Result;
 use clap::Args;
 use engine_core::model::Generator;
@@ -67,7 +67,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         "version": env!("CARGO_PKG_VERSION"),
         "model": engine.path.display().to_string(),
         "backend": engine.backend_name(),
-        "matmul": match args.engine.matmul { PathArg::Fast => "fast", PathArg::Exact => "exact" },
+        "matmul": args.engine.matmul.name(),
         "threads": args.engine.threads(),
         "prompt_tokens": args.prompt_tokens,
         "gen_tokens": args.gen_tokens,

@@ -146,10 +146,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
             generated,
             generated.saturating_sub(1) as f64 / decode.as_secs_f64().max(1e-9),
             args.engine.threads(),
-            match args.engine.matmul {
-                super::engine::PathArg::Fast => "fast",
-                super::engine::PathArg::Exact => "exact",
-            },
+            args.engine.matmul.name(),
         );
     }
     Ok(())

@@ -129,6 +129,9 @@ pub enum MatmulPath {
     /// 8-bit activations and integer SIMD dot products (`fast`), for the types it supports; the
     /// others take the exact path.
     Fast,
+    /// As `Fast`, plus a second pass over the 8-bit residual of the activations: about 16-bit
+    /// activation precision at about twice the kernel work.
+    Precise,
 }
 
 /// How to build a `CpuBackend`.
