@@ -210,11 +210,12 @@ fn concatenate(staging: &Path, parts: &[&str], out: &Path, total: u64) -> Result
     }
     file.sync_all()?;
     bar.finish_and_clear();
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(hex(&hasher.finalize()))
+}
+
+/// Lower-case hex of a digest.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn find_python() -> Result<String> {

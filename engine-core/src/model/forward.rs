@@ -51,7 +51,7 @@ impl<B: Backend> Model<B> {
         );
         let pos0 = session.pos;
 
-        let s = match session.scratch.take() {
+        let mut s = match session.scratch.take() {
             Some(s) if s.tokens == m => s,
             _ => Scratch {
                 tokens: m,
@@ -67,7 +67,6 @@ impl<B: Backend> Model<B> {
                 act: backend.alloc(m * ffn)?,
             },
         };
-        let mut s = s;
         let norm = RmsNormParams {
             rows: m,
             dim,

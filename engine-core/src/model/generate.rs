@@ -65,6 +65,11 @@ impl<'a, B: Backend> Generator<'a, B> {
         self.session.position()
     }
 
+    /// The most positions the session holds.
+    pub fn limit(&self) -> usize {
+        self.session.limit()
+    }
+
     fn choose(&mut self, logits: &[f32]) -> Result<u32> {
         let token = self.sampler.sample(logits)?;
         self.sampler.accept(token);

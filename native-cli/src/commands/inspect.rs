@@ -133,10 +133,7 @@ fn array_head(a: &Array) -> Vec<Json> {
 fn array_sha256(a: &Array) -> String {
     let mut bytes = Vec::new();
     encode_array(a, &mut bytes);
-    Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::models::hex(&Sha256::digest(&bytes))
 }
 
 /// Renders the report for people.

@@ -123,7 +123,7 @@ pub fn run(args: &RunArgs) -> Result<()> {
         if generated == args.max_tokens {
             break;
         }
-        if generator.position() >= session_limit(args, &engine) {
+        if generator.position() >= generator.limit() {
             eprintln!(
                 "\nsluice: context full ({} positions); stopping",
                 generator.position()
@@ -150,10 +150,4 @@ pub fn run(args: &RunArgs) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn session_limit(args: &RunArgs, engine: &Engine) -> usize {
-    args.engine
-        .ctx
-        .min(engine.model.hparams.context_length as usize)
 }

@@ -146,12 +146,17 @@ fn gemm(pool: &Pool, w: &CpuWeight, x: &[f32], out: &mut [f32], m: usize) -> Res
         }
         Ok(())
     })?;
+    scatter_to_token_rows(&out_t, out, m, n);
+    Ok(())
+}
+
+/// Tasks own weight rows, so they write `[n][m]`; the caller wants `[m][n]` (token rows).
+fn scatter_to_token_rows(out_t: &[f32], out: &mut [f32], m: usize, n: usize) {
     for (i, col) in out_t.chunks_exact(m).enumerate() {
         for (j, &v) in col.iter().enumerate() {
             out[j * n + i] = v;
         }
     }
-    Ok(())
 }
 
 /// The fast paths. Each token's activations are quantized to 8 bits; on the precise path what that
@@ -209,11 +214,7 @@ fn matmul_fast(
         Ok(())
     })?;
     if m > 1 {
-        for (i, col) in out_t.chunks_exact(m).enumerate() {
-            for (j, &v) in col.iter().enumerate() {
-                out[j * n + i] = v;
-            }
-        }
+        scatter_to_token_rows(&out_t, out, m, n);
     }
     Ok(())
 }
