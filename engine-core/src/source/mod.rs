@@ -1,15 +1,21 @@
 //! `ByteSource`: random access to a model's bytes by u64 offset, whatever holds them — a memory map,
-//! a file read positionally, or bytes already in memory (the browser's wasm linear memory).
+//! a file read positionally, or bytes already in memory (the browser's wasm linear memory) — and
+//! `ThrottledSource`, which makes any of them a slow, flaky disk for tests and benchmarks.
 
 mod file;
 mod memory;
 #[cfg(not(target_family = "wasm"))]
 mod mmap;
+// Sleeps to pace reads, which wasm's main thread cannot do.
+#[cfg(not(target_family = "wasm"))]
+mod throttled;
 
 pub use file::FileSource;
 pub use memory::MemorySource;
 #[cfg(not(target_family = "wasm"))]
 pub use mmap::MmapSource;
+#[cfg(not(target_family = "wasm"))]
+pub use throttled::{FaultPlan, ThrottleConfig, ThrottleStats, ThrottledSource};
 
 use crate::{Error, Result};
 use std::sync::Arc;
