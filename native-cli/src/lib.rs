@@ -1,4 +1,6 @@
-//! The `sluice` command's library side: model fetching and the subcommands, so tests can call them.
+//! The `sluice` command's library side: model fetching, the subcommands and byte-size flags, so
+//! tests can call them.
 
 pub mod commands;
 pub mod models;
+pub mod size;
