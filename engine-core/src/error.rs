@@ -65,6 +65,24 @@ pub enum Error {
     #[error("unsupported architecture '{0}' (supported: llama, qwen2)")]
     UnsupportedArchitecture(String),
 
+    #[error("loading {tensor} for layer {layer} failed: {source}")]
+    LayerLoad {
+        layer: String,
+        tensor: String,
+        #[source]
+        source: std::sync::Arc<Error>,
+    },
+
+    #[error("device budget of {budget} bytes is too small: {what} needs {needed} bytes")]
+    DeviceBudget {
+        budget: u64,
+        needed: u64,
+        what: String,
+    },
+
+    #[error("the prefetcher has shut down")]
+    ShutDown,
+
     #[error("invalid configuration: {0}")]
     Config(String),
 }

@@ -1,0 +1,343 @@
+//! The threaded driver of the prefetch policy: worker threads that fetch queued keys with a loader
+//! and keep the results until they are taken. Every wait has an exit: a result, an error, or
+//! shutdown. With no workers (wasm, which has no threads) a queued key is fetched inline by the
+//! first caller that waits for it.
+
+use super::policy::{Admit, Cancel, Finish, PolicyCounters, PrefetchPolicy};
+use crate::{Error, Result};
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Fetches one key: reads its bytes and uploads them, on a worker thread.
+pub type Loader<K, V> = Arc<dyn Fn(K) -> Result<V> + Send + Sync>;
+
+/// A fetch's outcome, shareable by every waiter (the error is kept for each of them).
+pub type Fetched<V> = std::result::Result<V, Arc<Error>>;
+
+/// How a `Prefetcher` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrefetchConfig {
+    /// Worker threads, also the most fetches in flight at once; 0 fetches inline on `wait`.
+    pub workers: usize,
+    /// Most requests waiting to start; further requests are refused (`Admit::Full`).
+    pub queue_bound: usize,
+    /// Extra attempts after a failed fetch before its error is handed over.
+    pub retries: u32,
+}
+
+impl Default for PrefetchConfig {
+    fn default() -> Self {
+        Self {
+            workers: 2,
+            queue_bound: 16,
+            retries: 1,
+        }
+    }
+}
+
+/// Counters of the fetches themselves (the policy's counters plus what the loader did).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FetchCounters {
+    #[serde(flatten)]
+    pub policy: PolicyCounters,
+    /// Fetches that ran the loader to a value (workers and synchronous loads).
+    pub loads: u64,
+    /// Fetches whose every attempt failed.
+    pub failed: u64,
+    /// Attempts repeated after a failure.
+    pub retried: u64,
+    /// Results dropped because they were cancelled or shut down while running.
+    pub discarded: u64,
+    /// Time spent inside the loader, summed over workers.
+    #[serde(serialize_with = "super::serialize_secs")]
+    pub load_time: Duration,
+}
+
+struct State<K, V> {
+    policy: PrefetchPolicy<K>,
+    ready: HashMap<K, Fetched<V>>,
+    counters: FetchCounters,
+}
+
+struct Shared<K, V> {
+    state: Mutex<State<K, V>>,
+    changed: Condvar,
+    loader: Loader<K, V>,
+    retries: u32,
+}
+
+impl<K, V> Shared<K, V> {
+    fn lock(&self) -> MutexGuard<'_, State<K, V>> {
+        // A panic while holding the lock leaves plain data behind; carry on with it.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Worker threads fetching keys ahead of use, with in-flight dedup and a bounded queue.
+pub struct Prefetcher<K: Copy + Eq + Hash, V> {
+    shared: Arc<Shared<K, V>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl<K, V> Prefetcher<K, V>
+where
+    K: Copy + Eq + Hash + Send + std::fmt::Debug + 'static,
+    V: Clone + Send + 'static,
+{
+    /// Starts `config.workers` threads that fetch with `loader`.
+    pub fn new(config: PrefetchConfig, loader: Loader<K, V>) -> Result<Self> {
+        let workers = config.workers;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                policy: PrefetchPolicy::new(config.queue_bound, workers.max(1)),
+                ready: HashMap::new(),
+                counters: FetchCounters::default(),
+            }),
+            changed: Condvar::new(),
+            loader,
+            retries: config.retries,
+        });
+        let mut me = Self {
+            shared,
+            workers: Vec::with_capacity(workers),
+        };
+        for i in 0..workers {
+            let shared = me.shared.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("sluice-prefetch-{i}"))
+                .spawn(move || work(&shared));
+            match spawned {
+                Ok(handle) => me.workers.push(handle),
+                // `me` drops here, joining the workers already started.
+                Err(e) => {
+                    return Err(Error::Config(format!(
+                        "cannot start prefetch worker thread: {e}"
+                    )))
+                }
+            }
+        }
+        Ok(me)
+    }
+
+    /// Asks for `key` in the background. A key already queued, in flight or fetched is not fetched
+    /// again; a full queue refuses (`Admit::Full`) rather than grow.
+    pub fn request(&self, key: K) -> Admit {
+        let mut st = self.shared.lock();
+        if st.ready.contains_key(&key) {
+            st.counters.policy.requests += 1;
+            st.counters.policy.deduplicated += 1;
+            return Admit::AlreadyQueued;
+        }
+        let admit = st.policy.request(key);
+        drop(st);
+        if admit == Admit::Queued {
+            self.shared.changed.notify_all();
+        }
+        admit
+    }
+
+    /// Cancels `key`: dropped from the queue, or its result dropped when it arrives.
+    pub fn cancel(&self, key: K) -> Cancel {
+        self.shared.lock().policy.cancel(key)
+    }
+
+    /// Cancels `key` only if it has not started; `true` when it was queued.
+    pub fn cancel_queued(&self, key: K) -> bool {
+        self.shared.lock().policy.cancel_queued(key)
+    }
+
+    /// Whether `key` is queued or being fetched.
+    pub fn is_pending(&self, key: K) -> bool {
+        let st = self.shared.lock();
+        st.policy.is_queued(key) || st.policy.is_in_flight(key)
+    }
+
+    /// Waits for `key` if it is queued or in flight and returns its outcome (kept for other
+    /// waiters until `take`n); `None` when it was never requested (or already taken).
+    pub fn wait(&self, key: K) -> Option<Fetched<V>> {
+        let mut st = self.shared.lock();
+        loop {
+            if let Some(r) = st.ready.get(&key) {
+                return Some(r.clone());
+            }
+            if st.policy.is_shut_down() {
+                return Some(Err(Arc::new(Error::ShutDown)));
+            }
+            let queued = st.policy.is_queued(key);
+            if !queued && !st.policy.is_in_flight(key) {
+                return None;
+            }
+            if queued && self.workers.is_empty() {
+                st.policy.start_now(key);
+                drop(st);
+                let (outcome, counters) = fetch(&self.shared, key);
+                st = self.shared.lock();
+                add(&mut st.counters, counters);
+                if st.policy.finish(key) == Finish::Deliver {
+                    st.ready.insert(key, outcome);
+                }
+                continue;
+            }
+            st = self
+                .shared
+                .changed
+                .wait(st)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Removes and returns `key`'s outcome if it has arrived.
+    pub fn take(&self, key: K) -> Option<Fetched<V>> {
+        self.shared.lock().ready.remove(&key)
+    }
+
+    /// Removes and returns every outcome that has arrived.
+    pub fn take_ready(&self) -> Vec<(K, Fetched<V>)> {
+        self.shared.lock().ready.drain().collect()
+    }
+
+    /// Fetches `key` on the calling thread (a synchronous load), unless it is already queued or in
+    /// flight, in which case it waits for that fetch. The outcome is returned, not kept.
+    pub fn load_now(&self, key: K) -> Fetched<V> {
+        let mut st = self.shared.lock();
+        if let Some(r) = st.ready.remove(&key) {
+            return r;
+        }
+        if st.policy.is_in_flight(key) {
+            drop(st);
+            let r = self.wait(key);
+            self.take(key);
+            return r.unwrap_or_else(|| Err(Arc::new(Error::ShutDown)));
+        }
+        if !st.policy.start_now(key) {
+            return Err(Arc::new(Error::ShutDown));
+        }
+        drop(st);
+        let (outcome, counters) = fetch(&self.shared, key);
+        let mut st = self.shared.lock();
+        st.policy.finish(key);
+        add(&mut st.counters, counters);
+        drop(st);
+        // Waiters that found the key in flight meanwhile must not sleep forever.
+        self.shared.changed.notify_all();
+        outcome
+    }
+
+    /// The counters so far.
+    pub fn counters(&self) -> FetchCounters {
+        let st = self.shared.lock();
+        FetchCounters {
+            policy: st.policy.counters(),
+            ..st.counters
+        }
+    }
+
+    /// Most requests that may wait to start.
+    pub fn queue_bound(&self) -> usize {
+        self.shared.lock().policy.queue_bound()
+    }
+
+    /// Requests waiting to start and fetches running.
+    pub fn backlog(&self) -> (usize, usize) {
+        let st = self.shared.lock();
+        (st.policy.queued_len(), st.policy.in_flight_len())
+    }
+
+    /// Stops the workers and joins them: queued requests are dropped, running fetches finish and
+    /// are discarded, and waiters get `Error::ShutDown`. Idempotent; `Drop` calls it too.
+    pub fn shutdown(&mut self) {
+        let mut st = self.shared.lock();
+        st.policy.shut_down();
+        let dropped = st.ready.len() as u64;
+        st.ready.clear();
+        st.counters.discarded += dropped;
+        drop(st);
+        self.shared.changed.notify_all();
+        for handle in self.workers.drain(..) {
+            let _ = handle.join();
+        }
+    }
+
+    /// Worker threads running (0 after `shutdown`, or when fetching inline).
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+}
+
+impl<K: Copy + Eq + Hash, V> Drop for Prefetcher<K, V> {
+    fn drop(&mut self) {
+        self.shared.lock().policy.shut_down();
+        self.shared.changed.notify_all();
+        for handle in self.workers.drain(..) {
+            // A worker that panicked has nothing left to hand back; the others exit at once.
+            let _ = handle.join();
+        }
+    }
+}
+
+/// Runs the loader for `key` with the configured retries; a panic becomes an error.
+fn fetch<K: Copy + std::fmt::Debug, V>(shared: &Shared<K, V>, key: K) -> (Fetched<V>, FetchCounters) {
+    let mut c = FetchCounters::default();
+    let start = Instant::now();
+    let mut attempt = 0;
+    let outcome = loop {
+        let r = catch_unwind(AssertUnwindSafe(|| (shared.loader)(key))).unwrap_or_else(|_| {
+            Err(Error::Config(format!("the loader panicked while fetching {key:?}")))
+        });
+        match r {
+            Ok(v) => {
+                c.loads += 1;
+                break Ok(v);
+            }
+            Err(_) if attempt < shared.retries => {
+                attempt += 1;
+                c.retried += 1;
+            }
+            Err(e) => {
+                c.failed += 1;
+                break Err(Arc::new(e));
+            }
+        }
+    };
+    c.load_time = start.elapsed();
+    (outcome, c)
+}
+
+fn add(total: &mut FetchCounters, c: FetchCounters) {
+    total.loads += c.loads;
+    total.failed += c.failed;
+    total.retried += c.retried;
+    total.load_time += c.load_time;
+}
+
+fn work<K, V>(shared: &Shared<K, V>)
+where
+    K: Copy + Eq + Hash + std::fmt::Debug,
+    V: Clone,
+{
+    let mut st = shared.lock();
+    loop {
+        if st.policy.is_shut_down() {
+            return;
+        }
+        let Some(key) = st.policy.start() else {
+            st = shared.changed.wait(st).unwrap_or_else(|p| p.into_inner());
+            continue;
+        };
+        drop(st);
+        let (outcome, counters) = fetch(shared, key);
+        st = shared.lock();
+        add(&mut st.counters, counters);
+        match st.policy.finish(key) {
+            Finish::Deliver => {
+                st.ready.insert(key, outcome);
+            }
+            Finish::Discard => st.counters.discarded += 1,
+        }
+        shared.changed.notify_all();
+    }
+}
