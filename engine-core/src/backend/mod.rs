@@ -99,8 +99,9 @@ pub struct RowsParams {
 pub trait Backend {
     /// `f32` activations on the device.
     type Buffer;
-    /// A tensor on the device in its stored (possibly quantized) form.
-    type Weight;
+    /// A tensor on the device in its stored (possibly quantized) form. Prefetch workers upload
+    /// weights and hand them to the forward pass, so they cross threads.
+    type Weight: Send + Sync + 'static;
 
     /// A short name for logs and benchmarks (`cpu`, `webgpu (llvmpipe)`).
     fn name(&self) -> String;

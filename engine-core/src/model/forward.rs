@@ -1,6 +1,7 @@
 //! The forward pass: embeddings, pre-norm attention and SwiGLU blocks with residuals, final norm,
 //! output head. Every op goes through the backend; only the logits come back.
 
+use super::plan::{ATTN_NORM, FFN_NORM, WK, WO, WQ, WV, W_DOWN, W_GATE, W_UP};
 use super::session::Scratch;
 use super::{Logits, Model, Session};
 use crate::backend::{
@@ -8,9 +9,13 @@ use crate::backend::{
 };
 use crate::{Error, Result};
 
+/// The logits on the device: one buffer per head slice with its number of columns.
+type HeadSlices<B> = Vec<(<B as Backend>::Buffer, usize)>;
+
 impl<B: Backend> Model<B> {
     /// Runs `tokens` at the session's next positions and returns their logits (`Logits::Last`: one
-    /// row; `Logits::All`: one row per token), each row `vocab_size` long.
+    /// row; `Logits::All`: one row per token), each row `vocab_size` long. A layer that fails to
+    /// load fails the pass with `Error::LayerLoad`; the session is left as it was.
     pub async fn forward(
         &self,
         backend: &B,
@@ -18,6 +23,31 @@ impl<B: Backend> Model<B> {
         tokens: &[u32],
         logits: Logits,
     ) -> Result<Vec<f32>> {
+        let (slices, rows) = self.compute(backend, session, tokens, logits)?;
+        let vocab = self.vocab_size();
+        if let [(only, _)] = slices.as_slice() {
+            return backend.download(only, rows * vocab).await;
+        }
+        // A split head: each slice holds `rows` rows of its share of the vocabulary.
+        let mut out = vec![0f32; rows * vocab];
+        for ((buf, n), cols) in slices.iter().zip(&self.head_rows) {
+            let part = backend.download(buf, rows * n).await?;
+            let start = cols.start as usize;
+            for (r, src) in part.chunks(*n).enumerate() {
+                out[r * vocab + start..r * vocab + start + n].copy_from_slice(src);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The pass up to the logits on the device; synchronous, so no lock is held across an await.
+    fn compute(
+        &self,
+        backend: &B,
+        session: &mut Session<B>,
+        tokens: &[u32],
+        logits: Logits,
+    ) -> Result<(HeadSlices<B>, usize)> {
         let m = tokens.len();
         if m == 0 {
             return Err(Error::Shape {
@@ -84,12 +114,21 @@ impl<B: Backend> Model<B> {
         };
         let shape = |n, k| MatmulShape { m, n, k };
 
-        backend.embedding(&self.embedding, tokens, &mut s.x)?;
-        for (layer, w) in self.blocks.iter().enumerate() {
-            backend.rms_norm(&s.x, &w.attn_norm, &mut s.h, norm)?;
-            backend.matmul(&w.wq, w.bq.as_ref(), &s.h, &mut s.q, shape(q_dim, dim))?;
-            backend.matmul(&w.wk, w.bk.as_ref(), &s.h, &mut s.k, shape(kv_dim, dim))?;
-            backend.matmul(&w.wv, w.bv.as_ref(), &s.h, &mut s.v, shape(kv_dim, dim))?;
+        let mut weights = self.scheduler();
+        {
+            let embd = weights.acquire(0)?;
+            match &self.host_embedding {
+                Some(gather) => backend.write(&mut s.x, &gather(tokens)?)?,
+                None => backend.embedding(embd.get(0)?, tokens, &mut s.x)?,
+            }
+        }
+        for (layer, layout) in self.layouts.iter().enumerate() {
+            let w = weights.acquire(layer + 1)?;
+            let bias = |i: usize| layout.biases[i].map(|p| w.get(p)).transpose();
+            backend.rms_norm(&s.x, w.get(ATTN_NORM)?, &mut s.h, norm)?;
+            backend.matmul(w.get(WQ)?, bias(0)?, &s.h, &mut s.q, shape(q_dim, dim))?;
+            backend.matmul(w.get(WK)?, bias(1)?, &s.h, &mut s.k, shape(kv_dim, dim))?;
+            backend.matmul(w.get(WV)?, bias(2)?, &s.h, &mut s.v, shape(kv_dim, dim))?;
             backend.rope(&mut s.q, rope(heads))?;
             backend.rope(&mut s.k, rope(kv_heads))?;
             let append = CopyRowsParams {
@@ -115,18 +154,16 @@ impl<B: Backend> Model<B> {
                 &mut s.att,
                 attention,
             )?;
-            backend.matmul(&w.wo, None, &s.att, &mut s.o, shape(dim, q_dim))?;
+            backend.matmul(w.get(WO)?, None, &s.att, &mut s.o, shape(dim, q_dim))?;
             backend.add(&mut s.x, &s.o, m * dim)?;
 
-            backend.rms_norm(&s.x, &w.ffn_norm, &mut s.h, norm)?;
-            backend.matmul(&w.w_gate, None, &s.h, &mut s.gate, shape(ffn, dim))?;
-            backend.matmul(&w.w_up, None, &s.h, &mut s.up, shape(ffn, dim))?;
+            backend.rms_norm(&s.x, w.get(FFN_NORM)?, &mut s.h, norm)?;
+            backend.matmul(w.get(W_GATE)?, None, &s.h, &mut s.gate, shape(ffn, dim))?;
+            backend.matmul(w.get(W_UP)?, None, &s.h, &mut s.up, shape(ffn, dim))?;
             backend.silu_mul(&s.gate, &s.up, &mut s.act, m * ffn)?;
-            backend.matmul(&w.w_down, None, &s.act, &mut s.o, shape(dim, ffn))?;
+            backend.matmul(w.get(W_DOWN)?, None, &s.act, &mut s.o, shape(dim, ffn))?;
             backend.add(&mut s.x, &s.o, m * dim)?;
         }
-        session.pos = needed;
-
         let rows = match logits {
             Logits::Last => 1,
             Logits::All => m,
@@ -140,26 +177,29 @@ impl<B: Backend> Model<B> {
         };
         backend.copy_rows(&s.x, &mut last, take)?;
         let mut normed = backend.alloc(rows * dim)?;
-        backend.rms_norm(
-            &last,
-            &self.output_norm,
-            &mut normed,
-            RmsNormParams { rows, ..norm },
-        )?;
-        let mut out = backend.alloc(rows * vocab)?;
-        let head = self.output.as_ref().unwrap_or(&self.embedding);
-        backend.matmul(
-            head,
-            None,
-            &normed,
-            &mut out,
-            MatmulShape {
-                m: rows,
-                n: vocab,
-                k: dim,
-            },
-        )?;
+        let mut slices = Vec::with_capacity(self.head_rows.len());
+        for (k, cols) in self.head_rows.iter().enumerate() {
+            let head = weights.acquire(self.layouts.len() + 1 + k)?;
+            if k == 0 {
+                let norm = RmsNormParams { rows, ..norm };
+                backend.rms_norm(&last, head.get(0)?, &mut normed, norm)?;
+            }
+            let n = (cols.end - cols.start) as usize;
+            let mut out = backend.alloc(rows * n)?;
+            let shape = MatmulShape { m: rows, n, k: dim };
+            backend.matmul(
+                head.get(usize::from(k == 0))?,
+                None,
+                &normed,
+                &mut out,
+                shape,
+            )?;
+            slices.push((out, n));
+        }
+        drop(weights);
+        // Only a pass that got this far advances the session.
+        session.pos = needed;
         session.scratch = Some(s);
-        backend.download(&out, rows * vocab).await
+        Ok((slices, rows))
     }
 }

@@ -8,11 +8,18 @@ mod session;
 pub use generate::Generator;
 pub use session::Session;
 
+mod plan;
+
 use crate::backend::{Backend, RopeStyle, WeightDesc};
 use crate::gguf::LlamaHparams;
+use crate::prefetch::{Loader, PrefetchStats};
+use crate::schedule::{LayerPlan, LayerScheduler, Residency, SchedulerConfig};
 use crate::source::ByteSource;
 use crate::store::WeightStore;
 use crate::{Error, Result};
+use plan::{BlockLayout, PlanKind, TensorPart};
+use std::ops::Range;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The architectures the forward pass implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,91 +56,110 @@ pub enum Logits {
     All,
 }
 
-/// The weights of one transformer block.
-pub struct BlockWeights<B: Backend> {
-    pub attn_norm: B::Weight,
-    pub wq: B::Weight,
-    pub wk: B::Weight,
-    pub wv: B::Weight,
-    pub bq: Option<B::Weight>,
-    pub bk: Option<B::Weight>,
-    pub bv: Option<B::Weight>,
-    pub wo: B::Weight,
-    pub ffn_norm: B::Weight,
-    pub w_gate: B::Weight,
-    pub w_up: B::Weight,
-    pub w_down: B::Weight,
-}
-
-/// A llama-family model whose weights live on backend `B`.
+/// A llama-family model whose weights live on backend `B`, all resident or streamed by a
+/// `LayerScheduler` within a device budget.
 pub struct Model<B: Backend> {
     pub arch: Arch,
     pub hparams: LlamaHparams,
-    embedding: B::Weight,
-    blocks: Vec<BlockWeights<B>>,
-    output_norm: B::Weight,
-    /// `None` when the head is tied to the embeddings.
-    output: Option<B::Weight>,
+    layouts: Vec<BlockLayout>,
+    /// Rows of the head each output step computes.
+    head_rows: Vec<Range<u64>>,
+    /// Gathers embedding rows on the host when the table is not on the device (streaming).
+    host_embedding: Option<HostEmbedding>,
+    weights: Mutex<LayerScheduler<B::Weight>>,
 }
 
+/// Reads and dequantizes the embedding rows of the given tokens, one row after another.
+type HostEmbedding = Arc<dyn Fn(&[u32]) -> Result<Vec<f32>> + Send + Sync>;
+
 impl<B: Backend> Model<B> {
-    /// Reads the hyperparameters and uploads every weight of `store` to `backend`.
+    /// Reads the hyperparameters and uploads every weight of `store` to `backend` now.
     pub fn load<S: ByteSource>(backend: &B, store: &WeightStore<S>) -> Result<Self> {
-        let file = store.gguf();
-        let arch = Arch::from_name(file.architecture()?)?;
-        let hparams = LlamaHparams::from_metadata(&file.metadata)?;
-        if hparams.key_length != hparams.value_length {
-            return Err(Error::Config(format!(
-                "key length {} differs from value length {}",
-                hparams.key_length, hparams.value_length
-            )));
-        }
-        let upload = |name: &str| -> Result<B::Weight> {
-            let t = store.tensor(name)?;
-            let bytes = store.tensor_bytes(name)?;
-            backend.upload_weight(
-                WeightDesc {
-                    name,
-                    ggml_type: t.ggml_type,
-                    dims: &t.dims,
-                },
-                &bytes,
-            )
-        };
-        let optional = |name: &str| -> Result<Option<B::Weight>> {
-            match store.tensor(name) {
-                Ok(_) => upload(name).map(Some),
-                Err(Error::TensorNotFound(_)) => Ok(None),
-                Err(e) => Err(e),
-            }
-        };
-        let mut blocks = Vec::with_capacity(hparams.block_count as usize);
-        for i in 0..hparams.block_count {
-            let w = |t: &str| upload(&format!("blk.{i}.{t}.weight"));
-            let b = |t: &str| optional(&format!("blk.{i}.{t}.bias"));
-            blocks.push(BlockWeights {
-                attn_norm: w("attn_norm")?,
-                wq: w("attn_q")?,
-                wk: w("attn_k")?,
-                wv: w("attn_v")?,
-                bq: b("attn_q")?,
-                bk: b("attn_k")?,
-                bv: b("attn_v")?,
-                wo: w("attn_output")?,
-                ffn_norm: w("ffn_norm")?,
-                w_gate: w("ffn_gate")?,
-                w_up: w("ffn_up")?,
-                w_down: w("ffn_down")?,
-            });
-        }
-        Ok(Self {
+        let (arch, hparams) = read_hparams(store)?;
+        let mp = plan::llama_plan(store, &hparams, PlanKind::Resident)?;
+        let parts = mp.parts;
+        let weights = LayerScheduler::resident(mp.plan, |t| upload(backend, store, &parts[t]))?;
+        Ok(Self::new(
             arch,
-            embedding: upload("token_embd.weight")?,
-            output_norm: upload("output_norm.weight")?,
-            output: optional("output.weight")?,
-            blocks,
             hparams,
-        })
+            mp.layouts,
+            mp.head_rows,
+            None,
+            weights,
+        ))
+    }
+
+    /// Loads the model to fit `config.budget` bytes of weights on the device: everything when it
+    /// fits, else a pinned set plus layers streamed ahead of use by prefetch workers, which read
+    /// `store` and upload through their own handle to `backend`.
+    pub fn load_streaming<S: ByteSource + 'static>(
+        backend: &B,
+        store: Arc<WeightStore<S>>,
+        config: SchedulerConfig,
+    ) -> Result<Self>
+    where
+        B: Clone + Send + Sync + 'static,
+    {
+        let (arch, hparams) = read_hparams(&store)?;
+        let mp = plan::llama_plan(&store, &hparams, PlanKind::Streamed)?;
+        let parts: Arc<[TensorPart]> = mp.parts.into();
+        let embedding = host_embedding(store.clone(), hparams.vocab_size)?;
+        let backend = backend.clone();
+        let loader: Loader<usize, B::Weight> =
+            Arc::new(move |t| upload(&backend, &store, &parts[t]));
+        let weights = LayerScheduler::new(mp.plan, config, loader)?;
+        Ok(Self::new(
+            arch,
+            hparams,
+            mp.layouts,
+            mp.head_rows,
+            Some(embedding),
+            weights,
+        ))
+    }
+
+    fn new(
+        arch: Arch,
+        hparams: LlamaHparams,
+        layouts: Vec<BlockLayout>,
+        head_rows: Vec<Range<u64>>,
+        host_embedding: Option<HostEmbedding>,
+        weights: LayerScheduler<B::Weight>,
+    ) -> Self {
+        Self {
+            arch,
+            hparams,
+            layouts,
+            head_rows,
+            host_embedding,
+            weights: Mutex::new(weights),
+        }
+    }
+
+    fn scheduler(&self) -> MutexGuard<'_, LayerScheduler<B::Weight>> {
+        // A panic mid-pass leaves the scheduler's maps consistent; carry on.
+        self.weights.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Prefetch and residency statistics so far.
+    pub fn prefetch_stats(&self) -> PrefetchStats {
+        self.scheduler().stats()
+    }
+
+    /// The residency decided at load time.
+    pub fn residency(&self) -> Residency {
+        self.scheduler().residency().clone()
+    }
+
+    /// Bytes of weights on the device (or reserved for fetches under way) now.
+    pub fn device_bytes(&self) -> u64 {
+        self.scheduler().device_bytes()
+    }
+
+    /// Stops and joins the prefetch workers (also done on drop); later passes fail with
+    /// `Error::ShutDown` when they need a streamed layer.
+    pub fn shutdown(&self) {
+        self.scheduler().shutdown();
     }
 
     /// A fresh session (empty KV cache) holding up to `context` positions (at most the model's).
@@ -145,4 +171,86 @@ impl<B: Backend> Model<B> {
     pub fn vocab_size(&self) -> usize {
         self.hparams.vocab_size as usize
     }
+}
+
+/// The architecture and hyperparameters of the model in `store`, checked for what the forward pass
+/// assumes.
+fn read_hparams<S: ByteSource>(store: &WeightStore<S>) -> Result<(Arch, LlamaHparams)> {
+    let file = store.gguf();
+    let arch = Arch::from_name(file.architecture()?)?;
+    let hparams = LlamaHparams::from_metadata(&file.metadata)?;
+    if hparams.key_length != hparams.value_length {
+        return Err(Error::Config(format!(
+            "key length {} differs from value length {}",
+            hparams.key_length, hparams.value_length
+        )));
+    }
+    Ok((arch, hparams))
+}
+
+/// The layer plan a streamed load of the model in `store` walks (for `sluice inspect --plan`).
+pub fn layer_plan<S: ByteSource>(store: &WeightStore<S>) -> Result<LayerPlan> {
+    let (_, hparams) = read_hparams(store)?;
+    Ok(plan::llama_plan(store, &hparams, PlanKind::Streamed)?.plan)
+}
+
+/// Reads a planned tensor (or its rows) from `store` and uploads it as stored.
+fn upload<B: Backend, S: ByteSource>(
+    backend: &B,
+    store: &WeightStore<S>,
+    part: &TensorPart,
+) -> Result<B::Weight> {
+    let t = store.tensor(&part.name)?;
+    let desc = |dims| WeightDesc {
+        name: &part.name,
+        ggml_type: t.ggml_type,
+        dims,
+    };
+    match &part.rows {
+        None => backend.upload_weight(desc(&t.dims), &store.tensor_bytes(&part.name)?),
+        Some(rows) => {
+            let range = plan::row_range(store, &part.name, rows)?;
+            let mut bytes = vec![0u8; usize_of(range.end - range.start)?];
+            store.read_range(range, &mut bytes)?;
+            let row_len = t.dims.first().copied().unwrap_or(0);
+            let dims = [row_len, rows.end - rows.start];
+            backend.upload_weight(desc(&dims), &bytes)
+        }
+    }
+}
+
+fn usize_of(n: u64) -> Result<usize> {
+    usize::try_from(n).map_err(|_| Error::Config(format!("{n} bytes is too large here")))
+}
+
+/// Embedding rows gathered on the host straight from the store (the table stays off the device).
+fn host_embedding<S: ByteSource + 'static>(
+    store: Arc<WeightStore<S>>,
+    vocab: u64,
+) -> Result<HostEmbedding> {
+    let t = store.tensor("token_embd.weight")?;
+    let (ty, dim) = (t.ggml_type, t.dims.first().copied().unwrap_or(0));
+    if !ty.can_dequantize() {
+        return Err(Error::UnsupportedType {
+            ty,
+            op: "embedding",
+        });
+    }
+    Ok(Arc::new(move |tokens: &[u32]| {
+        let mut out = vec![0f32; usize_of(dim)? * tokens.len()];
+        for (&tok, row) in tokens.iter().zip(out.chunks_mut(dim as usize)) {
+            if u64::from(tok) >= vocab {
+                return Err(Error::Shape {
+                    op: "embedding",
+                    detail: format!("token id {tok} ≥ vocabulary {vocab}"),
+                });
+            }
+            let range =
+                plan::row_range(&store, "token_embd.weight", &(tok as u64..tok as u64 + 1))?;
+            let mut bytes = vec![0u8; usize_of(range.end - range.start)?];
+            store.read_range(range, &mut bytes)?;
+            crate::quant::dequantize(ty, &bytes, row)?;
+        }
+        Ok(out)
+    }))
 }

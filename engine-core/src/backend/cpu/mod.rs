@@ -153,10 +153,12 @@ impl Default for CpuConfig {
     }
 }
 
-/// The CPU backend: host buffers, a persistent thread pool.
+/// The CPU backend: host buffers, a persistent thread pool. Clones share the pool (prefetch
+/// workers hold one to upload weights).
+#[derive(Clone)]
 pub struct CpuBackend {
     config: CpuConfig,
-    pool: Pool,
+    pool: std::sync::Arc<Pool>,
 }
 
 impl std::fmt::Debug for CpuBackend {
@@ -172,7 +174,7 @@ impl CpuBackend {
     /// Starts the thread pool; `Error::Config` for 0 threads or when threads cannot be spawned.
     pub fn new(config: CpuConfig) -> Result<Self> {
         Ok(Self {
-            pool: Pool::new(config.threads)?,
+            pool: std::sync::Arc::new(Pool::new(config.threads)?),
             config,
         })
     }

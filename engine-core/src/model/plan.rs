@@ -1,0 +1,233 @@
+//! The llama-family layer plan: the steps of a forward pass (embedding, blocks, output head) and the
+//! GGUF tensors each reads, in the order the forward pass indexes them.
+
+use crate::gguf::LlamaHparams;
+use crate::schedule::{LayerPlan, PlanStep, PlannedTensor};
+use crate::source::ByteSource;
+use crate::store::{LayerId, WeightStore};
+use crate::{Error, Result};
+use std::collections::HashMap;
+use std::ops::Range;
+
+/// Positions of a block step's tensors.
+pub(super) const ATTN_NORM: usize = 0;
+pub(super) const WQ: usize = 1;
+pub(super) const WK: usize = 2;
+pub(super) const WV: usize = 3;
+pub(super) const WO: usize = 4;
+pub(super) const FFN_NORM: usize = 5;
+pub(super) const W_GATE: usize = 6;
+pub(super) const W_UP: usize = 7;
+pub(super) const W_DOWN: usize = 8;
+const BLOCK_WEIGHTS: [&str; 9] = [
+    "attn_norm",
+    "attn_q",
+    "attn_k",
+    "attn_v",
+    "attn_output",
+    "ffn_norm",
+    "ffn_gate",
+    "ffn_up",
+    "ffn_down",
+];
+const BLOCK_BIASES: [&str; 3] = ["attn_q", "attn_k", "attn_v"];
+
+/// Where a block's optional q/k/v biases sit in its step (qwen2 has them, llama not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(super) struct BlockLayout {
+    pub biases: [Option<usize>; 3],
+}
+
+/// What the device holds for a planned tensor: a whole GGUF tensor, or some of its rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct TensorPart {
+    pub name: String,
+    /// `None`: the whole tensor.
+    pub rows: Option<Range<u64>>,
+}
+
+/// A model's plan with what the forward pass needs to walk it.
+pub(super) struct ModelPlan {
+    pub plan: LayerPlan,
+    /// Per planned tensor, what to upload.
+    pub parts: Vec<TensorPart>,
+    pub layouts: Vec<BlockLayout>,
+    /// Rows of the output head each output step computes (one step unless the head is split).
+    pub head_rows: Vec<Range<u64>>,
+}
+
+/// How the plan is laid out for a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PlanKind {
+    /// Everything on the device: the embedding table is step 0's tensor, the head one step.
+    Resident,
+    /// Streamed: embedding rows are gathered on the host (step 0 holds nothing on the device),
+    /// and a head larger than the largest block is split into row slices no larger than it, so
+    /// that no single step dominates the streaming window.
+    Streamed,
+}
+
+/// The plan of a llama-family model in `store`, with each block's layout.
+pub(super) fn llama_plan<S: ByteSource>(
+    store: &WeightStore<S>,
+    hparams: &LlamaHparams,
+    kind: PlanKind,
+) -> Result<ModelPlan> {
+    let mut builder = Builder::default();
+    let mut steps = Vec::with_capacity(hparams.block_count as usize + 2);
+    let embd_entry = store.tensor("token_embd.weight")?;
+    let embd = match kind {
+        PlanKind::Resident => vec![builder.tensor(store, "token_embd.weight")?],
+        PlanKind::Streamed => Vec::new(),
+    };
+    steps.push(PlanStep {
+        layer: LayerId::Embedding,
+        tensors: embd,
+    });
+    let mut layouts = Vec::with_capacity(hparams.block_count as usize);
+    let blocks = u32::try_from(hparams.block_count)
+        .map_err(|_| Error::Config(format!("{} blocks is too many", hparams.block_count)))?;
+    for i in 0..blocks {
+        let mut tensors = BLOCK_WEIGHTS
+            .iter()
+            .map(|w| builder.tensor(store, &format!("blk.{i}.{w}.weight")))
+            .collect::<Result<Vec<_>>>()?;
+        let mut layout = BlockLayout::default();
+        for (slot, b) in layout.biases.iter_mut().zip(BLOCK_BIASES) {
+            let name = format!("blk.{i}.{b}.bias");
+            match store.tensor(&name) {
+                Ok(_) => {
+                    *slot = Some(tensors.len());
+                    tensors.push(builder.tensor(store, &name)?);
+                }
+                Err(Error::TensorNotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        layouts.push(layout);
+        steps.push(PlanStep {
+            layer: LayerId::Block(i),
+            tensors,
+        });
+    }
+    let norm = builder.tensor(store, "output_norm.weight")?;
+    // A missing `output.weight` means the head is tied to the embedding table.
+    let head = match store.tensor("output.weight") {
+        Ok(t) => t,
+        Err(Error::TensorNotFound(_)) => embd_entry,
+        Err(e) => return Err(e),
+    };
+    let head_len = head.range.end - head.range.start;
+    let head_rows_total: u64 = head.dims.iter().skip(1).product();
+    let largest_block = steps
+        .iter()
+        .skip(1)
+        .map(|s| s.tensors.iter().map(|&t| builder.parts[t].1).sum::<u64>())
+        .max()
+        .unwrap_or(head_len);
+    let slice_rows = match kind {
+        PlanKind::Streamed if head_len > largest_block && head_rows_total > 0 => {
+            let row_bytes = (head_len / head_rows_total).max(1);
+            (largest_block / row_bytes).clamp(1, head_rows_total)
+        }
+        _ => head_rows_total.max(1),
+    };
+    let mut head_rows = Vec::new();
+    let mut row = 0;
+    while row < head_rows_total.max(1) {
+        let end = (row + slice_rows).min(head_rows_total);
+        let part = match (row, end) == (0, head_rows_total) {
+            true => builder.tensor(store, &head.name)?,
+            false => builder.rows(store, &head.name, row..end)?,
+        };
+        let tensors = match head_rows.is_empty() {
+            true => vec![norm, part],
+            false => vec![part],
+        };
+        steps.push(PlanStep {
+            layer: LayerId::Output,
+            tensors,
+        });
+        head_rows.push(row..end);
+        if end == row {
+            break;
+        }
+        row = end;
+    }
+    let (tensors, parts): (Vec<PlannedTensor>, Vec<TensorPart>) = builder
+        .parts
+        .into_iter()
+        .map(|(part, bytes)| {
+            let t = PlannedTensor {
+                name: match &part.rows {
+                    None => part.name.clone(),
+                    Some(r) => format!("{}[rows {}..{}]", part.name, r.start, r.end),
+                },
+                bytes,
+            };
+            (t, part)
+        })
+        .unzip();
+    Ok(ModelPlan {
+        plan: LayerPlan::new(tensors, steps)?,
+        parts,
+        layouts,
+        head_rows,
+    })
+}
+
+#[derive(Default)]
+struct Builder {
+    parts: Vec<(TensorPart, u64)>,
+    by_name: HashMap<String, usize>,
+}
+
+impl Builder {
+    fn tensor<S: ByteSource>(&mut self, store: &WeightStore<S>, name: &str) -> Result<usize> {
+        if let Some(&i) = self.by_name.get(name) {
+            return Ok(i);
+        }
+        let t = store.tensor(name)?;
+        let part = TensorPart {
+            name: name.to_string(),
+            rows: None,
+        };
+        self.parts.push((part, t.range.end - t.range.start));
+        self.by_name.insert(name.to_string(), self.parts.len() - 1);
+        Ok(self.parts.len() - 1)
+    }
+
+    fn rows<S: ByteSource>(
+        &mut self,
+        store: &WeightStore<S>,
+        name: &str,
+        rows: Range<u64>,
+    ) -> Result<usize> {
+        let bytes = row_range(store, name, &rows)?;
+        let part = TensorPart {
+            name: name.to_string(),
+            rows: Some(rows),
+        };
+        self.parts.push((part, bytes.end - bytes.start));
+        Ok(self.parts.len() - 1)
+    }
+}
+
+/// The absolute byte range of rows `rows` of a tensor whose rows are `dims[0]` values each.
+pub(super) fn row_range<S: ByteSource>(
+    store: &WeightStore<S>,
+    name: &str,
+    rows: &Range<u64>,
+) -> Result<Range<u64>> {
+    let t = store.tensor(name)?;
+    let total: u64 = t.dims.iter().skip(1).product();
+    let len = t.range.end - t.range.start;
+    if rows.start > rows.end || rows.end > total || total == 0 {
+        return Err(Error::Config(format!(
+            "rows {}..{} of '{name}', which has {total}",
+            rows.start, rows.end
+        )));
+    }
+    let row_bytes = len / total;
+    Ok(t.range.start + rows.start * row_bytes..t.range.start + rows.end * row_bytes)
+}
