@@ -32,6 +32,16 @@ enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Print the residency plan for --device-mem instead: which layers stay on the device
+        /// and which stream.
+        #[arg(long, requires = "device_mem")]
+        plan: bool,
+        /// The device budget the plan is for (e.g. `64MiB`).
+        #[arg(long, value_parser = sluice_cli::size::parse_size)]
+        device_mem: Option<u64>,
+        /// The prefetch profile the plan is for.
+        #[arg(long, default_value = "default")]
+        prefetch: engine_core::schedule::PrefetchProfile,
     },
     /// Write a random-weight llama-family GGUF of any shape (for tests and benchmarks).
     Synth(synth::SynthArgs),
@@ -57,8 +67,15 @@ fn run(cli: Cli) -> Result<()> {
             model,
             model_flag,
             json,
+            plan,
+            device_mem,
+            prefetch,
         } => {
             let path = models::resolve(model.or(model_flag).as_deref())?;
+            if let (true, Some(budget)) = (plan, device_mem) {
+                print!("{}", inspect::render_plan(&path, budget, prefetch)?);
+                return Ok(());
+            }
             let report = inspect::report(&path)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);

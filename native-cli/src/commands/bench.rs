@@ -23,6 +23,9 @@ pub struct BenchArgs {
     /// Repetitions; the medians are reported.
     #[arg(long, default_value_t = 3)]
     pub reps: usize,
+    /// Include the per-layer timeline of the last passes in the JSON.
+    #[arg(long)]
+    pub timeline: bool,
 }
 
 /// Runs `sluice bench` and prints JSON.
@@ -33,6 +36,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         .map(|i| (1000 + i % 1000) % vocab)
         .collect();
     let mut runs = Vec::new();
+    let mut overlap = Vec::new();
     for _ in 0..args.reps.max(1) {
         let mut session = engine
             .model
@@ -46,11 +50,31 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         let start = Instant::now();
         pollster::block_on(generator.prefill(&prompt, 512))?;
         let ttft = start.elapsed().as_secs_f64();
+        let before = engine.model.prefetch_stats();
+        let io_before = engine.io_stats.as_ref().map(|f| f());
         let start = Instant::now();
         for _ in 0..args.gen_tokens {
             pollster::block_on(generator.step())?;
         }
         let decode = start.elapsed().as_secs_f64();
+        // Decode only: I/O time is the simulated disk's busy time, compute is wall minus stalls.
+        let after = engine.model.prefetch_stats();
+        let stall = (after.stall_time - before.stall_time).as_secs_f64();
+        let io = match (io_before, engine.io_stats.as_ref().map(|f| f())) {
+            (Some(a), Some(b)) => Some((b.busy - a.busy).as_secs_f64()),
+            _ => None,
+        };
+        let compute = decode - stall;
+        overlap.push(json!({
+            "wall_s": round(decode),
+            "stall_s": round(stall),
+            "compute_s": round(compute),
+            "io_busy_s": io.map(round),
+            "overlap_efficiency": io.map(|io| round(io.max(compute) / decode)),
+            "sync_loads": after.sync_loads - before.sync_loads,
+            "stalls": after.stalls - before.stalls,
+            "hits": after.hits - before.hits,
+        }));
         runs.push((
             ttft,
             args.prompt_tokens as f64 / ttft,
@@ -62,6 +86,11 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
+    let mut prefetch = engine.model.prefetch_stats();
+    // The timeline is for `--timeline`; the JSON stays readable without it.
+    if !args.timeline {
+        prefetch.timeline.clear();
+    }
     let report = json!({
         "engine": "sluice",
         "version": env!("CARGO_PKG_VERSION"),
@@ -77,6 +106,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         "prefill_tok_s": round(median(|r| r.1)),
         "decode_tok_s": round(median(|r| r.2)),
         "peak_rss_bytes": peak_rss_bytes(),
+        "device_mem": args.engine.device_mem,
+        "prefetch_profile": args.engine.prefetch.to_string(),
+        "throttle_bytes_per_s": args.engine.throttle,
+        "decode_streaming": overlap,
+        "io": engine.io_stats.as_ref().map(|f| f()),
+        "prefetch": prefetch,
         "runs": runs.iter().map(|r| json!({"ttft_s": round(r.0), "prefill_tok_s": round(r.1), "decode_tok_s": round(r.2)})).collect::<Vec<_>>(),
     });
     println!("{}", serde_json::to_string_pretty(&report)?);

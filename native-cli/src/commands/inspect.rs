@@ -248,3 +248,65 @@ fn display(v: &Json) -> String {
         other => other.to_string(),
     }
 }
+
+/// The residency plan of the model at `path` for a device budget: what is pinned, what streams.
+pub fn render_plan(
+    path: &Path,
+    budget: u64,
+    profile: engine_core::schedule::PrefetchProfile,
+) -> Result<String> {
+    use crate::size::format_size;
+    use std::fmt::Write;
+    let source = engine_core::source::MmapSource::open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let store = engine_core::store::WeightStore::open(source, Default::default())
+        .with_context(|| format!("reading {}", path.display()))?;
+    let plan = engine_core::model::layer_plan(&store).context("planning the layers")?;
+    let distance = profile.distance();
+    let r = plan
+        .residency(budget, distance)
+        .context("planning residency")?;
+    let total = plan.total_bytes();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "model: {} of weights in {} steps; device budget {}; profile {profile} (distance {distance})",
+        format_size(total),
+        plan.steps.len(),
+        format_size(budget),
+    );
+    if r.all_resident {
+        let _ = writeln!(out, "fits: every layer is loaded once and never streamed");
+        return Ok(out);
+    }
+    let _ = writeln!(
+        out,
+        "streaming: {} pinned for the whole run, {} for the window of the next {distance} steps; \
+         {} streamed per token",
+        format_size(r.pinned_bytes),
+        format_size(r.stream_budget()),
+        format_size(total - r.pinned_bytes),
+    );
+    let _ = writeln!(out, "embedding rows are gathered on the host; the output head streams in row slices when larger than a block");
+    let _ = writeln!(
+        out,
+        "{:<8} {:<14} {:>12}  residency",
+        "step", "layer", "bytes"
+    );
+    for (i, step) in plan.steps.iter().enumerate() {
+        let bytes: u64 = step.tensors.iter().map(|&t| plan.tensors[t].bytes).sum();
+        let pinned = step.tensors.iter().all(|&t| r.pinned[t]);
+        let what = match (step.tensors.is_empty(), pinned) {
+            (true, _) => "host",
+            (false, true) => "pinned",
+            (false, false) => "streamed",
+        };
+        let _ = writeln!(
+            out,
+            "{i:<8} {:<14} {:>12}  {what}",
+            step.layer.to_string(),
+            format_size(bytes)
+        );
+    }
+    Ok(out)
+}

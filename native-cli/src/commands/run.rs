@@ -148,6 +148,64 @@ pub fn run(args: &RunArgs) -> Result<()> {
             args.engine.threads(),
             args.engine.matmul.name(),
         );
+        eprint!("{}", render_prefetch(&engine.model.prefetch_stats()));
     }
     Ok(())
+}
+
+/// A short text report of residency and streaming for `--stats`.
+pub fn render_prefetch(s: &engine_core::prefetch::PrefetchStats) -> String {
+    use crate::size::format_size;
+    use std::fmt::Write;
+    let mut out = String::new();
+    if s.mode == "resident" {
+        let _ = writeln!(
+            out,
+            "sluice: weights resident ({} on the device, loaded once)",
+            format_size(s.pinned_bytes)
+        );
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "sluice: streaming within {} ({} pinned), profile {} at distance {} | hits {} stalls {} \
+         sync loads {} ({} after the first pass) | hit rate {:.1}% | stall {:.3} s | moved {} | \
+         peak on device {} | queue high-water {}/{} | peak in flight {} | failed reads {} (retried {})",
+        format_size(s.budget_bytes),
+        format_size(s.pinned_bytes),
+        s.profile,
+        s.distance,
+        s.hits,
+        s.stalls,
+        s.sync_loads,
+        s.sync_loads_after_first_pass,
+        100.0 * s.hit_rate(),
+        s.stall_time.as_secs_f64(),
+        format_size(s.bytes_moved),
+        format_size(s.peak_device_bytes),
+        s.queue_high_water,
+        s.queue_bound,
+        s.peak_in_flight,
+        s.failed_fetches,
+        s.retried_fetches,
+    );
+    let _ = writeln!(
+        out,
+        "  layer        bytes     pinned  hits  stalls  sync  wait(ms)  fetched"
+    );
+    for l in &s.layers {
+        let _ = writeln!(
+            out,
+            "  {:<10} {:>10}  {:<6} {:>5} {:>7} {:>5} {:>9.2}  {}",
+            l.layer,
+            format_size(l.bytes),
+            if l.pinned { "yes" } else { "no" },
+            l.hits,
+            l.stalls,
+            l.sync_loads,
+            l.wait_time.as_secs_f64() * 1e3,
+            format_size(l.bytes_fetched),
+        );
+    }
+    out
 }
