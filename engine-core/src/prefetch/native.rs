@@ -280,13 +280,18 @@ impl<K: Copy + Eq + Hash, V> Drop for Prefetcher<K, V> {
 }
 
 /// Runs the loader for `key` with the configured retries; a panic becomes an error.
-fn fetch<K: Copy + std::fmt::Debug, V>(shared: &Shared<K, V>, key: K) -> (Fetched<V>, FetchCounters) {
+fn fetch<K: Copy + std::fmt::Debug, V>(
+    shared: &Shared<K, V>,
+    key: K,
+) -> (Fetched<V>, FetchCounters) {
     let mut c = FetchCounters::default();
     let start = Instant::now();
     let mut attempt = 0;
     let outcome = loop {
         let r = catch_unwind(AssertUnwindSafe(|| (shared.loader)(key))).unwrap_or_else(|_| {
-            Err(Error::Config(format!("the loader panicked while fetching {key:?}")))
+            Err(Error::Config(format!(
+                "the loader panicked while fetching {key:?}"
+            )))
         });
         match r {
             Ok(v) => {

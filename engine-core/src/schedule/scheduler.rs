@@ -5,8 +5,7 @@ use super::meter::{DeviceMeter, Resident};
 use super::plan::{LayerPlan, Residency};
 use super::profile::{PrefetchProfile, AUTO_MAX_DISTANCE};
 use crate::prefetch::{
-    Acquire, Fetched, LayerStats, Loader, PrefetchConfig, PrefetchStats, Prefetcher,
-    TimelineEvent,
+    Acquire, Fetched, LayerStats, Loader, PrefetchConfig, PrefetchStats, Prefetcher, TimelineEvent,
 };
 use crate::{Error, Result};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -247,7 +246,10 @@ impl<W: Send + Sync + 'static> LayerScheduler<W> {
         self.evict(&wanted);
         let current = self.plan.steps[step].tensors.clone();
         if let Some(&t) = current.iter().find(|t| self.failed.contains_key(t)) {
-            let e = self.failed.remove(&t).unwrap_or_else(|| Arc::new(Error::ShutDown));
+            let e = self
+                .failed
+                .remove(&t)
+                .unwrap_or_else(|| Arc::new(Error::ShutDown));
             return Err(self.layer_error(step, t, e));
         }
         let missing: Vec<usize> = current
@@ -333,9 +335,7 @@ impl<W: Send + Sync + 'static> LayerScheduler<W> {
         let budget = self.residency.stream_budget();
         let mut out = vec![step];
         for j in 1..=self.distance.min(n - 1) {
-            let need = self
-                .plan
-                .window_bytes(step, j + 1, &self.residency.pinned);
+            let need = self.plan.window_bytes(step, j + 1, &self.residency.pinned);
             if need > budget {
                 self.watch.squeezed = true;
                 break;
@@ -511,10 +511,19 @@ impl<W: Send + Sync + 'static> LayerScheduler<W> {
 
     /// Statistics so far.
     pub fn stats(&self) -> PrefetchStats {
-        let fetch = self.prefetcher.as_ref().map(|p| p.counters()).unwrap_or_default();
+        let fetch = self
+            .prefetcher
+            .as_ref()
+            .map(|p| p.counters())
+            .unwrap_or_default();
         let c = &self.counters;
         PrefetchStats {
-            mode: if self.is_streaming() { "streaming" } else { "resident" }.into(),
+            mode: if self.is_streaming() {
+                "streaming"
+            } else {
+                "resident"
+            }
+            .into(),
             profile: self.profile.to_string(),
             distance: self.distance,
             budget_bytes: self.meter.budget(),
