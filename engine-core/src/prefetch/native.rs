@@ -180,6 +180,8 @@ where
                 if st.policy.finish(key) == Finish::Deliver {
                     st.ready.insert(key, outcome);
                 }
+                // Other callers that found the key in flight sleep until told it has landed.
+                self.shared.changed.notify_all();
                 continue;
             }
             st = self
