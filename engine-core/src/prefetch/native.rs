@@ -177,8 +177,11 @@ where
                 let (outcome, counters) = fetch(&self.shared, key);
                 st = self.shared.lock();
                 add(&mut st.counters, counters);
-                if st.policy.finish(key) == Finish::Deliver {
-                    st.ready.insert(key, outcome);
+                match st.policy.finish(key) {
+                    Finish::Deliver => {
+                        st.ready.insert(key, outcome);
+                    }
+                    Finish::Discard => st.counters.discarded += 1,
                 }
                 // Other callers that found the key in flight sleep until told it has landed.
                 self.shared.changed.notify_all();
