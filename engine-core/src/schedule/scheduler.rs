@@ -215,6 +215,8 @@ impl<W: Send + Sync + 'static> LayerScheduler<W> {
         }
         let kind = match self.prefetcher.is_some() {
             true => self.bring_in(step)?,
+            // Streamed tensors went with the prefetcher: say so rather than miss a tensor.
+            false if self.is_streaming() => return Err(Error::ShutDown),
             false => Acquire::Hit,
         };
         let waited = match kind {
@@ -548,7 +550,8 @@ impl<W: Send + Sync + 'static> LayerScheduler<W> {
         }
     }
 
-    /// Stops and joins the prefetch workers; streamed tensors are dropped, pinned ones stay.
+    /// Stops and joins the prefetch workers; streamed tensors are dropped, pinned ones stay, and a
+    /// streaming scheduler answers `acquire` with `Error::ShutDown` from then on.
     pub fn shutdown(&mut self) {
         let Some(mut p) = self.prefetcher.take() else {
             return;
