@@ -275,7 +275,7 @@ impl<W: Send + Sync + 'static> LayerScheduler<W> {
                 return Err(e);
             }
         }
-        self.request_ahead(&window[1..]);
+        self.request_ahead(&window[1..], &demand);
         for (i, &t) in demand.iter().enumerate() {
             let outcome = self.prefetcher()?.load_now(t);
             if let Err(e) = self.settle(step, t, outcome) {
@@ -400,14 +400,17 @@ impl<W: Send + Sync + 'static> LayerScheduler<W> {
         }
     }
 
-    /// Requests the tensors of `steps` in order until the budget or the queue says stop.
-    fn request_ahead(&mut self, steps: &[usize]) {
+    /// Requests the tensors of `steps` in order until the budget or the queue says stop, leaving out
+    /// `loading`: the current step's tensors about to be loaded synchronously, which a later step
+    /// may read too (a tied output head and the next pass's embedding share the table).
+    fn request_ahead(&mut self, steps: &[usize], loading: &[usize]) {
         let Some(p) = &self.prefetcher else { return };
         for &s in steps {
             for &t in &self.plan.steps[s].tensors {
                 if self.resident.contains_key(&t)
                     || self.pending.contains(&t)
                     || self.failed.contains_key(&t)
+                    || loading.contains(&t)
                 {
                     continue;
                 }
