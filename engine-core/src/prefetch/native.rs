@@ -142,12 +142,23 @@ where
 
     /// Cancels `key`: dropped from the queue, or its result dropped when it arrives.
     pub fn cancel(&self, key: K) -> Cancel {
-        self.shared.lock().policy.cancel(key)
+        let cancel = self.shared.lock().policy.cancel(key);
+        if cancel != Cancel::NotFound {
+            // Its waiters must now answer `None`: a dequeued key has no fetch whose end would wake
+            // them, and a discarded one may take long to end.
+            self.shared.changed.notify_all();
+        }
+        cancel
     }
 
     /// Cancels `key` only if it has not started; `true` when it was queued.
     pub fn cancel_queued(&self, key: K) -> bool {
-        self.shared.lock().policy.cancel_queued(key)
+        let removed = self.shared.lock().policy.cancel_queued(key);
+        if removed {
+            // As in `cancel`: wake its waiters.
+            self.shared.changed.notify_all();
+        }
+        removed
     }
 
     /// Whether `key` is queued or being fetched.
