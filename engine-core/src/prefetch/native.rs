@@ -143,12 +143,23 @@ where
 
     /// Cancels `key`: dropped from the queue, or its result dropped when it arrives.
     pub fn cancel(&self, key: K) -> Cancel {
-        self.shared.lock().policy.cancel(key)
+        let cancel = self.shared.lock().policy.cancel(key);
+        if cancel != Cancel::NotFound {
+            // Its waiters must now answer `None`: a dequeued key has no fetch whose end would wake
+            // them, and a discarded one may take long to end.
+            self.shared.changed.notify_all();
+        }
+        cancel
     }
 
     /// Cancels `key` only if it has not started; `true` when it was queued.
     pub fn cancel_queued(&self, key: K) -> bool {
-        self.shared.lock().policy.cancel_queued(key)
+        let removed = self.shared.lock().policy.cancel_queued(key);
+        if removed {
+            // As in `cancel`: wake its waiters.
+            self.shared.changed.notify_all();
+        }
+        removed
     }
 
     /// Whether `key` is queued or being fetched.
@@ -178,9 +189,14 @@ where
                 let (outcome, counters) = fetch(&self.shared, key);
                 st = self.shared.lock();
                 add(&mut st.counters, counters);
-                if st.policy.finish(key) == Finish::Deliver {
-                    st.ready.insert(key, outcome);
+                match st.policy.finish(key) {
+                    Finish::Deliver => {
+                        st.ready.insert(key, outcome);
+                    }
+                    Finish::Discard => st.counters.discarded += 1,
                 }
+                // Other callers that found the key in flight sleep until told it has landed.
+                self.shared.changed.notify_all();
                 continue;
             }
             st = self
@@ -201,31 +217,40 @@ where
         self.shared.lock().ready.drain().collect()
     }
 
-    /// Fetches `key` on the calling thread (a synchronous load), unless it is already queued or in
-    /// flight, in which case it waits for that fetch. The outcome is returned, not kept.
+    /// Fetches `key` on the calling thread (a synchronous load), taking over a queued request for
+    /// it; if it is already in flight, waits for that fetch instead. The outcome is returned, not
+    /// kept. Fails with `Error::ShutDown` only once the prefetcher is shut down.
     pub fn load_now(&self, key: K) -> Fetched<V> {
-        let mut st = self.shared.lock();
-        if let Some(r) = st.ready.remove(&key) {
-            return r;
-        }
-        if st.policy.is_in_flight(key) {
+        loop {
+            let mut st = self.shared.lock();
+            if let Some(r) = st.ready.remove(&key) {
+                return r;
+            }
+            if st.policy.is_shut_down() {
+                return Err(Arc::new(Error::ShutDown));
+            }
+            if st.policy.start_now(key) {
+                drop(st);
+                let (outcome, counters) = fetch(&self.shared, key);
+                let mut st = self.shared.lock();
+                st.policy.finish(key);
+                add(&mut st.counters, counters);
+                drop(st);
+                // Waiters that found the key in flight meanwhile must not sleep forever.
+                self.shared.changed.notify_all();
+                return outcome;
+            }
+            // In flight. If it was cancelled, asking for it again keeps its result for us.
+            if !st.policy.is_in_flight(key) {
+                st.policy.request(key);
+            }
             drop(st);
-            let r = self.wait(key);
-            self.take(key);
-            return r.unwrap_or_else(|| Err(Arc::new(Error::ShutDown)));
+            if let Some(r) = self.wait(key) {
+                self.take(key);
+                return r;
+            }
+            // Another caller took the result before this one woke: load it afresh.
         }
-        if !st.policy.start_now(key) {
-            return Err(Arc::new(Error::ShutDown));
-        }
-        drop(st);
-        let (outcome, counters) = fetch(&self.shared, key);
-        let mut st = self.shared.lock();
-        st.policy.finish(key);
-        add(&mut st.counters, counters);
-        drop(st);
-        // Waiters that found the key in flight meanwhile must not sleep forever.
-        self.shared.changed.notify_all();
-        outcome
     }
 
     /// The counters so far.

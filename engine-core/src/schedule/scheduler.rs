@@ -215,6 +215,8 @@ impl<W: Send + Sync + 'static> LayerScheduler<W> {
         }
         let kind = match self.prefetcher.is_some() {
             true => self.bring_in(step)?,
+            // Streamed tensors went with the prefetcher: say so rather than miss a tensor.
+            false if self.is_streaming() => return Err(Error::ShutDown),
             false => Acquire::Hit,
         };
         let waited = match kind {
@@ -273,7 +275,7 @@ impl<W: Send + Sync + 'static> LayerScheduler<W> {
                 return Err(e);
             }
         }
-        self.request_ahead(&window[1..]);
+        self.request_ahead(&window[1..], &demand);
         for (i, &t) in demand.iter().enumerate() {
             let outcome = self.prefetcher()?.load_now(t);
             if let Err(e) = self.settle(step, t, outcome) {
@@ -400,14 +402,17 @@ impl<W: Send + Sync + 'static> LayerScheduler<W> {
         }
     }
 
-    /// Requests the tensors of `steps` in order until the budget or the queue says stop.
-    fn request_ahead(&mut self, steps: &[usize]) {
+    /// Requests the tensors of `steps` in order until the budget or the queue says stop, leaving out
+    /// `loading`: the current step's tensors about to be loaded synchronously, which a later step
+    /// may read too (a tied output head and the next pass's embedding share the table).
+    fn request_ahead(&mut self, steps: &[usize], loading: &[usize]) {
         let Some(p) = &self.prefetcher else { return };
         for &s in steps {
             for &t in &self.plan.steps[s].tensors {
                 if self.resident.contains_key(&t)
                     || self.pending.contains(&t)
                     || self.failed.contains_key(&t)
+                    || loading.contains(&t)
                 {
                     continue;
                 }
@@ -550,7 +555,8 @@ impl<W: Send + Sync + 'static> LayerScheduler<W> {
         }
     }
 
-    /// Stops and joins the prefetch workers; streamed tensors are dropped, pinned ones stay.
+    /// Stops and joins the prefetch workers; streamed tensors are dropped, pinned ones stay, and a
+    /// streaming scheduler answers `acquire` with `Error::ShutDown` from then on.
     pub fn shutdown(&mut self) {
         let Some(mut p) = self.prefetcher.take() else {
             return;
