@@ -291,7 +291,7 @@ impl<W: Send + Sync + 'static> LayerScheduler<W> {
             self.settle(step, t, outcome)?;
         }
         // The queue may have been full a moment ago; it has drained while this step loaded.
-        self.request_ahead(&window[1..]);
+        self.request_ahead(&window[1..], &[]);
         Ok(kind)
     }
 
