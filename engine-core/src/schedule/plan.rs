@@ -84,10 +84,58 @@ impl LayerPlan {
             .sum()
     }
 
-    /// The most bytes any window of `len` consecutive steps needs beyond `pinned`.
-    fn max_window(&self, len: usize, pinned: &[bool]) -> u64 {
+    /// The streaming window from step `first`: it, then following steps (wrapping into the next
+    /// pass) until `distance` of them needed bytes beyond `pinned`, or the next would take the window
+    /// past `budget`. Steps that need nothing more (pinned, host-side, or sharing tensors already in
+    /// the window) ride along without counting, so the stream keeps fetching across a pinned
+    /// stretch. Returns the steps, their bytes beyond `pinned`, and whether the budget cut it short.
+    pub fn window(
+        &self,
+        first: usize,
+        distance: usize,
+        pinned: &[bool],
+        budget: u64,
+    ) -> (Vec<usize>, u64, bool) {
+        let n = self.steps.len();
+        let mut seen = HashSet::new();
+        let mut extra = |s: usize, seen: &mut HashSet<usize>, commit: bool| -> u64 {
+            let mut add = 0;
+            for &t in &self.steps[s].tensors {
+                if !pinned.get(t).copied().unwrap_or(false) && !seen.contains(&t) {
+                    if commit {
+                        seen.insert(t);
+                    }
+                    add += self.tensors[t].bytes;
+                }
+            }
+            add
+        };
+        let mut bytes = extra(first % n, &mut seen, true);
+        let mut out = vec![first % n];
+        let mut ahead = 0;
+        for j in 1..n {
+            if ahead >= distance {
+                break;
+            }
+            let s = (first + j) % n;
+            let add = extra(s, &mut seen, false);
+            if add > 0 && bytes + add > budget {
+                return (out, bytes, true);
+            }
+            if add > 0 {
+                extra(s, &mut seen, true);
+                bytes += add;
+                ahead += 1;
+            }
+            out.push(s);
+        }
+        (out, bytes, false)
+    }
+
+    /// The most bytes any streaming window of `distance` steps ahead needs beyond `pinned`.
+    fn max_window(&self, distance: usize, pinned: &[bool]) -> u64 {
         (0..self.steps.len())
-            .map(|i| self.window_bytes(i, len, pinned))
+            .map(|i| self.window(i, distance, pinned, u64::MAX).1)
             .max()
             .unwrap_or(0)
     }
@@ -96,9 +144,9 @@ impl LayerPlan {
     ///
     /// Access is cyclic, so LRU would evict exactly the layer needed soonest. Instead: pin whole
     /// steps in pass order (embedding, blk.0, blk.1, ...) while what is left still holds the largest
-    /// window of `distance + 1` steps; everything else streams through that window. Pinning the
+    /// window (a step and the next `distance` streamed ones); everything else streams through it. Pinning the
     /// first steps gives the stream a head start at every pass. When even an unpinned window of
-    /// `distance + 1` steps does not fit, nothing is pinned and the window shrinks at run time where
+    /// `distance` steps ahead does not fit, nothing is pinned and the window shrinks at run time where
     /// it must; a single step larger than the budget is an error.
     pub fn residency(&self, budget: u64, distance: usize) -> Result<Residency> {
         let n_t = self.tensors.len();
@@ -123,7 +171,7 @@ impl LayerPlan {
                 what: format!("layer {}", self.steps[i].layer),
             });
         }
-        let window = distance.max(1) + 1;
+        let window = distance.max(1);
         let mut pinned = none;
         let mut pinned_bytes = 0;
         for step in &self.steps {
@@ -200,10 +248,10 @@ mod tests {
     #[test]
     fn pins_leading_steps_and_keeps_room_for_the_window() {
         let plan = tied(10, 8, 10);
-        // 91 bytes in all; a window of 3 steps needs at most 30 (the head shares the embedding).
+        // 91 bytes in all; a step and two streamed ones need at most 30.
         let r = plan.residency(60, 2).unwrap();
         assert!(!r.all_resident);
-        assert!(r.pinned_bytes + plan.max_window(3, &r.pinned) <= 60);
+        assert!(r.pinned_bytes + plan.max_window(2, &r.pinned) <= 60);
         assert_eq!(
             r.pinned_bytes, 30,
             "embedding (and so the head's table), blk.0, blk.1"
@@ -218,7 +266,7 @@ mod tests {
         // head need 71, so nothing else can be pinned either.
         let r = plan.residency(75, 2).unwrap();
         assert_eq!(r.pinned_bytes, 0);
-        assert!(plan.max_window(3, &r.pinned) <= 75);
+        assert!(plan.max_window(2, &r.pinned) <= 75);
     }
 
     #[test]
@@ -231,6 +279,20 @@ mod tests {
             }
             other => panic!("expected DeviceBudget, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn windows_skip_pinned_steps_and_stop_at_the_budget() {
+        let plan = tied(10, 4, 5);
+        let mut pinned = vec![false; plan.tensors.len()];
+        pinned[1] = true; // blk.0
+        pinned[2] = true; // blk.1
+                          // From the head: the table (shared by the embedding step), blk.0 and blk.1 ride along,
+                          // blk.2 is the one streamed step ahead.
+        let (steps, bytes, cut) = plan.window(5, 1, &pinned, u64::MAX);
+        assert_eq!((steps, bytes, cut), (vec![5, 0, 1, 2, 3], 16, false));
+        let (steps, bytes, cut) = plan.window(5, 1, &pinned, 15);
+        assert_eq!((steps, bytes, cut), (vec![5, 0, 1, 2], 11, true));
     }
 
     #[test]

@@ -332,21 +332,15 @@ impl<W: Send + Sync + 'static> LayerScheduler<W> {
         }
     }
 
-    /// Steps `step, step+1, ...` (wrapping into the next pass) up to the distance, as far as the
-    /// streaming budget holds them.
+    /// The step and the next `distance` streamed steps after it (see `LayerPlan::window`), as far
+    /// as the streaming budget holds them.
     fn window(&mut self, step: usize) -> Vec<usize> {
-        let n = self.plan.steps.len();
         let budget = self.residency.stream_budget();
-        let mut out = vec![step];
-        for j in 1..=self.distance.min(n - 1) {
-            let need = self.plan.window_bytes(step, j + 1, &self.residency.pinned);
-            if need > budget {
-                self.watch.squeezed = true;
-                break;
-            }
-            out.push((step + j) % n);
-        }
-        out
+        let (steps, _, cut) = self
+            .plan
+            .window(step, self.distance, &self.residency.pinned, budget);
+        self.watch.squeezed |= cut;
+        steps
     }
 
     /// Drops what the window no longer needs: resident tensors, queued requests, old failures.
