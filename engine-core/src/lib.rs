@@ -19,4 +19,7 @@ pub mod store;
 pub mod synth;
 pub mod tokenizer;
 
+#[cfg(test)]
+pub(crate) mod testing_support;
+
 pub use error::{Error, Result};

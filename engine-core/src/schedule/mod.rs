@@ -11,6 +11,8 @@ mod meter;
 mod plan;
 mod profile;
 mod scheduler;
+#[cfg(all(test, not(target_family = "wasm")))]
+mod tests;
 
 pub use meter::{DeviceMeter, Resident};
 pub use plan::{LayerPlan, PlanStep, PlannedTensor, Residency};
