@@ -108,6 +108,11 @@ pub trait Backend {
 
     /// Uploads a tensor's raw GGUF bytes.
     fn upload_weight(&self, desc: WeightDesc<'_>, bytes: &[u8]) -> Result<Self::Weight>;
+    /// Uploads bytes the caller no longer needs (a streamed read); a host-memory backend keeps
+    /// them instead of copying.
+    fn upload_weight_owned(&self, desc: WeightDesc<'_>, bytes: Vec<u8>) -> Result<Self::Weight> {
+        self.upload_weight(desc, &bytes)
+    }
     /// A zeroed buffer of `len` values.
     fn alloc(&self, len: usize) -> Result<Self::Buffer>;
     /// Writes `data` to the start of `buf`.

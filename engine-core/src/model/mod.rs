@@ -18,6 +18,7 @@ use crate::source::ByteSource;
 use crate::store::WeightStore;
 use crate::{Error, Result};
 use plan::{BlockLayout, PlanKind, TensorPart};
+use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -207,14 +208,17 @@ fn upload<B: Backend, S: ByteSource>(
         dims,
     };
     match &part.rows {
-        None => backend.upload_weight(desc(&t.dims), &store.tensor_bytes(&part.name)?),
+        None => match store.tensor_bytes(&part.name)? {
+            Cow::Borrowed(bytes) => backend.upload_weight(desc(&t.dims), bytes),
+            Cow::Owned(bytes) => backend.upload_weight_owned(desc(&t.dims), bytes),
+        },
         Some(rows) => {
             let range = plan::row_range(store, &part.name, rows)?;
             let mut bytes = vec![0u8; usize_of(range.end - range.start)?];
             store.read_range(range, &mut bytes)?;
             let row_len = t.dims.first().copied().unwrap_or(0);
             let dims = [row_len, rows.end - rows.start];
-            backend.upload_weight(desc(&dims), &bytes)
+            backend.upload_weight_owned(desc(&dims), bytes)
         }
     }
 }

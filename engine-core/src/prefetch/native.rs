@@ -32,7 +32,8 @@ pub struct PrefetchConfig {
 impl Default for PrefetchConfig {
     fn default() -> Self {
         Self {
-            workers: 2,
+            // Workers mostly wait on reads; more than one keeps a disk busy while another copies.
+            workers: 4,
             // Requests are per tensor: room for a window of 8 steps of 9 tensors.
             queue_bound: 96,
             retries: 1,
@@ -56,12 +57,35 @@ pub struct FetchCounters {
     /// Time spent inside the loader, summed over workers.
     #[serde(serialize_with = "super::serialize_secs")]
     pub load_time: Duration,
+    /// Wall time during which at least one fetch was running: how long the I/O stage (reads,
+    /// copies, uploads) was busy, whatever the number of workers.
+    #[serde(serialize_with = "super::serialize_secs")]
+    pub busy_time: Duration,
 }
 
 struct State<K, V> {
     policy: PrefetchPolicy<K>,
     ready: HashMap<K, Fetched<V>>,
     counters: FetchCounters,
+    busy_since: Option<Instant>,
+}
+
+impl<K: Copy + Eq + Hash, V> State<K, V> {
+    /// A fetch has started (call after the policy marked it in flight).
+    fn began(&mut self) {
+        if self.busy_since.is_none() {
+            self.busy_since = Some(Instant::now());
+        }
+    }
+
+    /// A fetch has ended (call after the policy's `finish`).
+    fn ended(&mut self) {
+        if self.policy.in_flight_len() == 0 {
+            if let Some(since) = self.busy_since.take() {
+                self.counters.busy_time += since.elapsed();
+            }
+        }
+    }
 }
 
 struct Shared<K, V> {
@@ -97,6 +121,7 @@ where
                 policy: PrefetchPolicy::new(config.queue_bound, workers.max(1)),
                 ready: HashMap::new(),
                 counters: FetchCounters::default(),
+                busy_since: None,
             }),
             changed: Condvar::new(),
             loader,
@@ -185,11 +210,14 @@ where
             }
             if queued && self.workers.is_empty() {
                 st.policy.start_now(key);
+                st.began();
                 drop(st);
                 let (outcome, counters) = fetch(&self.shared, key);
                 st = self.shared.lock();
                 add(&mut st.counters, counters);
-                match st.policy.finish(key) {
+                let finish = st.policy.finish(key);
+                st.ended();
+                match finish {
                     Finish::Deliver => {
                         st.ready.insert(key, outcome);
                     }
@@ -230,10 +258,12 @@ where
                 return Err(Arc::new(Error::ShutDown));
             }
             if st.policy.start_now(key) {
+                st.began();
                 drop(st);
                 let (outcome, counters) = fetch(&self.shared, key);
                 let mut st = self.shared.lock();
                 st.policy.finish(key);
+                st.ended();
                 add(&mut st.counters, counters);
                 drop(st);
                 // Waiters that found the key in flight meanwhile must not sleep forever.
@@ -256,8 +286,12 @@ where
     /// The counters so far.
     pub fn counters(&self) -> FetchCounters {
         let st = self.shared.lock();
+        let running = st
+            .busy_since
+            .map_or(Duration::ZERO, |since| since.elapsed());
         FetchCounters {
             policy: st.policy.counters(),
+            busy_time: st.counters.busy_time + running,
             ..st.counters
         }
     }
@@ -359,11 +393,14 @@ where
             st = shared.changed.wait(st).unwrap_or_else(|p| p.into_inner());
             continue;
         };
+        st.began();
         drop(st);
         let (outcome, counters) = fetch(shared, key);
         st = shared.lock();
         add(&mut st.counters, counters);
-        match st.policy.finish(key) {
+        let finish = st.policy.finish(key);
+        st.ended();
+        match finish {
             Finish::Deliver => {
                 st.ready.insert(key, outcome);
             }

@@ -75,6 +75,9 @@ pub struct PrefetchStats {
     pub stall_time: Duration,
     /// Bytes moved to the device, pinned set included.
     pub bytes_moved: u64,
+    /// Wall time during which at least one fetch (read, copy, upload) was running.
+    #[serde(serialize_with = "super::serialize_secs")]
+    pub fetch_busy_time: Duration,
     /// Fetches that failed after their retries.
     pub failed_fetches: u64,
     pub retried_fetches: u64,

@@ -98,7 +98,7 @@ impl LayerPlan {
     ) -> (Vec<usize>, u64, bool) {
         let n = self.steps.len();
         let mut seen = HashSet::new();
-        let mut extra = |s: usize, seen: &mut HashSet<usize>, commit: bool| -> u64 {
+        let extra = |s: usize, seen: &mut HashSet<usize>, commit: bool| -> u64 {
             let mut add = 0;
             for &t in &self.steps[s].tensors {
                 if !pinned.get(t).copied().unwrap_or(false) && !seen.contains(&t) {

@@ -538,6 +538,7 @@ impl<W: Send + Sync + 'static> LayerScheduler<W> {
             sync_loads_after_first_pass: c.sync_after_first,
             stall_time: c.stall_time,
             bytes_moved: c.bytes_moved,
+            fetch_busy_time: fetch.busy_time,
             failed_fetches: fetch.failed,
             retried_fetches: fetch.retried,
             queue_bound: self.prefetcher.as_ref().map_or(0, |p| p.queue_bound()),

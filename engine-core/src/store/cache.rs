@@ -144,6 +144,10 @@ impl PageCache {
         }
     }
 
+    pub(super) fn budget(&self) -> u64 {
+        self.budget
+    }
+
     pub(super) fn stats(&self) -> HostCacheStats {
         let st = self.lock();
         HostCacheStats {

@@ -202,6 +202,13 @@ impl<S: ByteSource> WeightStore<S> {
         Ok(Cow::Owned(out))
     }
 
+    /// Whether the host cache can hold every page of the data section. When it cannot, pages are
+    /// not cached: every pass reads all layers in order, so an LRU cache smaller than the model
+    /// would evict each page just before it is needed again and only add copies.
+    pub fn caches_pages(&self) -> bool {
+        self.page_count().saturating_mul(self.page_size) <= self.cache.budget()
+    }
+
     /// Copies the absolute byte range `range` (inside the data section) through the pages.
     pub fn read_range(&self, range: Range<u64>, out: &mut [u8]) -> Result<()> {
         let data_start = self.file.data_offset;
@@ -218,6 +225,9 @@ impl<S: ByteSource> WeightStore<S> {
                 expected: range.end - range.start,
                 actual: out.len() as u64,
             });
+        }
+        if !self.source.is_mapped() && !self.caches_pages() {
+            return self.source.read_at(range.start, out);
         }
         let mut pos = range.start;
         while pos < range.end {

@@ -42,8 +42,8 @@ pub struct EngineArgs {
     /// `fast` (4), `heavy` (8), `auto` (adapts to stalls and memory), or a number.
     #[arg(long, default_value = "default")]
     pub prefetch: PrefetchProfile,
-    /// Threads reading and uploading layers ahead of use.
-    #[arg(long, default_value_t = 2)]
+    /// Threads reading and uploading layers ahead of use (they mostly wait on reads).
+    #[arg(long, default_value_t = 4)]
     pub prefetch_workers: usize,
     /// Attempts to repeat a failed layer read before the pass fails.
     #[arg(long, default_value_t = 1)]

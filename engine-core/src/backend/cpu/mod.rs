@@ -229,7 +229,7 @@ pub(crate) fn check_dequantizable(op: &'static str, w: &CpuWeight) -> Result<()>
 }
 
 /// Validates an upload: a type the CPU can dequantize, rows of whole blocks, bytes matching the dims.
-fn make_weight(desc: WeightDesc<'_>, bytes: &[u8]) -> Result<CpuWeight> {
+fn make_weight(desc: WeightDesc<'_>, bytes: std::borrow::Cow<'_, [u8]>) -> Result<CpuWeight> {
     const OP: &str = "upload_weight";
     let ty = desc.ggml_type;
     if !ty.can_dequantize() {
@@ -275,7 +275,7 @@ fn make_weight(desc: WeightDesc<'_>, bytes: &[u8]) -> Result<CpuWeight> {
     Ok(CpuWeight {
         ggml_type: ty,
         dims: desc.dims.to_vec(),
-        bytes: bytes.to_vec(),
+        bytes: bytes.into_owned(),
         row_len,
         rows,
     })
@@ -290,7 +290,11 @@ impl Backend for CpuBackend {
     }
 
     fn upload_weight(&self, desc: WeightDesc<'_>, bytes: &[u8]) -> Result<CpuWeight> {
-        make_weight(desc, bytes)
+        make_weight(desc, bytes.into())
+    }
+
+    fn upload_weight_owned(&self, desc: WeightDesc<'_>, bytes: Vec<u8>) -> Result<CpuWeight> {
+        make_weight(desc, bytes.into())
     }
 
     fn alloc(&self, len: usize) -> Result<CpuBuffer> {
