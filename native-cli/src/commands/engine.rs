@@ -29,8 +29,7 @@ pub struct EngineArgs {
     #[arg(long, default_value_t = 4096)]
     pub ctx: usize,
     /// Matrix product path: `precise` (8-bit activations plus an 8-bit residual pass, SIMD; within
-    /// 0.01 of exact), `fast` (8-bit activations only, like llama.cpp: ~35% faster decode, logits
-    /// off by up to ~2.5) or `exact` (f32, the reference).
+    /// 0.01 of exact) or `exact` (f32, the reference; slow).
     #[arg(long, value_enum, default_value_t = PathArg::Precise)]
     pub matmul: PathArg,
     /// Most bytes of weights on the device (e.g. `64MiB`, `2GB`). A model that fits is loaded
@@ -72,7 +71,6 @@ pub enum SourceArg {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PathArg {
-    Fast,
     Precise,
     Exact,
 }
@@ -80,7 +78,6 @@ pub enum PathArg {
 impl PathArg {
     pub fn name(self) -> &'static str {
         match self {
-            PathArg::Fast => "fast",
             PathArg::Precise => "precise",
             PathArg::Exact => "exact",
         }
@@ -158,7 +155,6 @@ impl Engine {
         start: Instant,
     ) -> Result<Self> {
         let path_kind = match args.matmul {
-            PathArg::Fast => MatmulPath::Fast,
             PathArg::Precise => MatmulPath::Precise,
             PathArg::Exact => MatmulPath::Exact,
         };

@@ -1,7 +1,7 @@
 //! Matrix product `out[m][n] = x[m][k] · w[n][k] (+ bias[n])`. Exact path: weight rows are
-//! dequantized to `f32` and dotted with the activations in `f32`. Fast path: activations are
-//! quantized to 8 bits once per token and dotted with the quantized rows by the `fast` kernels
-//! (types without one take the exact path).
+//! dequantized to `f32` and dotted with the activations in `f32`. Precise path: activations are
+//! quantized to 8 bits once per token, and what that leaves to 8 bits again; both are dotted with
+//! the quantized rows by the `fast` kernels (types without one take the exact path).
 
 use super::fast;
 use super::threads::Pool;
@@ -90,8 +90,8 @@ pub(crate) fn matmul(
     if k == 0 {
         // An empty sum: zeros (plus the bias).
         out.fill(0.0);
-    } else if path != MatmulPath::Exact && fast::supports(w.ggml_type()) {
-        matmul_fast(pool, w, x, out, m, path == MatmulPath::Precise)?;
+    } else if path == MatmulPath::Precise && fast::supports(w.ggml_type()) {
+        matmul_precise(pool, w, x, out, m)?;
     } else if m == 1 {
         gemv(pool, w, x, out)?;
     } else {
@@ -164,24 +164,14 @@ fn scatter_to_token_rows(out_t: &[f32], out: &mut [f32], m: usize, n: usize) {
 /// carries about 16-bit activation precision (8 bits alone drift by up to 2.5 in SmolLM2's logits
 /// over 30 layers). Tasks take ranges of weight rows and run every pass of every token over a tile
 /// of rows while it is in cache, so the weights stream from memory once.
-fn matmul_fast(
-    pool: &Pool,
-    w: &CpuWeight,
-    x: &[f32],
-    out: &mut [f32],
-    m: usize,
-    precise: bool,
-) -> Result<()> {
+fn matmul_precise(pool: &Pool, w: &CpuWeight, x: &[f32], out: &mut [f32], m: usize) -> Result<()> {
     let (ty, k, n) = (w.ggml_type(), w.row_len(), w.rows());
     let xq = x
         .chunks_exact(k)
         .take(m)
         .map(|row| {
             let coarse = fast::quantize_activations(ty, row)?;
-            let fine = match precise {
-                true => Some(fast::quantize_activations(ty, &coarse.residual(row))?),
-                false => None,
-            };
+            let fine = fast::quantize_activations(ty, &coarse.residual(row))?;
             Ok((coarse, fine))
         })
         .collect::<Result<Vec<_>>>()?;
@@ -202,10 +192,7 @@ fn matmul_fast(
             let r = row0 + t0;
             for (j, (coarse, fine)) in xq.iter().enumerate() {
                 fast::gemv_rows(ty, w.bytes(), k, coarse, r..r + tn, &mut a[..tn])?;
-                match fine {
-                    Some(fine) => fast::gemv_rows(ty, w.bytes(), k, fine, r..r + tn, &mut b[..tn])?,
-                    None => b[..tn].fill(0.0),
-                }
+                fast::gemv_rows(ty, w.bytes(), k, fine, r..r + tn, &mut b[..tn])?;
                 for i in 0..tn {
                     chunk[(t0 + i) * m + j] = a[i] + b[i];
                 }
@@ -326,11 +313,11 @@ mod tests {
     }
 
     #[test]
-    fn types_without_a_fast_kernel_run_exact_on_the_fast_path() {
+    fn types_without_a_fast_kernel_run_exact_on_the_precise_path() {
         let exact = backend(2);
         let fast = CpuBackend::new(CpuConfig {
             threads: 2,
-            path: MatmulPath::Fast,
+            path: MatmulPath::Precise,
         })
         .expect("backend");
         let mut r = rng(4);
@@ -438,15 +425,15 @@ mod tests {
         }
     }
 
-    /// The fast path's glue (token loop, row ranges, transposition, bias) against the kernel's own
-    /// per-row dot product: the same arithmetic, so bit-identical.
+    /// The precise path's glue (token loop, two passes, row ranges, transposition, bias) against
+    /// the kernel's own per-row dot products: the same arithmetic, so bit-identical.
     #[test]
-    fn fast_path_equals_the_fast_kernel_row_by_row() {
+    fn precise_path_equals_the_kernel_row_by_row() {
         use super::fast;
         for threads in [1, 3] {
             let b = CpuBackend::new(CpuConfig {
                 threads,
-                path: MatmulPath::Fast,
+                path: MatmulPath::Precise,
             })
             .expect("backend");
             for (i, ty) in [
@@ -476,10 +463,14 @@ mod tests {
                     )
                     .expect("matmul");
                     for j in 0..m {
-                        let xq =
-                            fast::quantize_activations(ty, &x[j * k..(j + 1) * k]).expect("xq");
+                        let row_x = &x[j * k..(j + 1) * k];
+                        let xq = fast::quantize_activations(ty, row_x).expect("xq");
+                        let fine =
+                            fast::quantize_activations(ty, &xq.residual(row_x)).expect("fine");
                         for (row, b) in bias_v.iter().enumerate() {
-                            let want = fast::dot(ty, w.row(row), &xq).expect("dot") + b;
+                            let coarse = fast::dot(ty, w.row(row), &xq).expect("dot");
+                            let want =
+                                (coarse + fast::dot(ty, w.row(row), &fine).expect("dot")) + b;
                             assert_eq!(
                                 out.as_slice()[j * n + row],
                                 want,

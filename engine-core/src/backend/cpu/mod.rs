@@ -126,11 +126,9 @@ pub enum MatmulPath {
     /// Dequantize weight rows to `f32` and accumulate in `f32`: the reference.
     #[default]
     Exact,
-    /// 8-bit activations and integer SIMD dot products (`fast`), for the types it supports; the
-    /// others take the exact path.
-    Fast,
-    /// As `Fast`, plus a second pass over the 8-bit residual of the activations: about 16-bit
-    /// activation precision at about twice the kernel work.
+    /// Activations quantized to 8 bits per block, plus a second 8-bit pass over the residual
+    /// (about 16-bit activation precision), with integer SIMD dot products (`fast`) for the types
+    /// it supports; the others take the exact path.
     Precise,
 }
 
