@@ -78,6 +78,20 @@ impl<K: Copy + Eq + Hash, V> State<K, V> {
         }
     }
 
+    /// Files the outcome of a fetch of `key` that has just ended: kept for its waiters, or dropped
+    /// when it was cancelled or shut down meanwhile.
+    fn settle(&mut self, key: K, outcome: Fetched<V>, counters: FetchCounters) {
+        add(&mut self.counters, counters);
+        let finish = self.policy.finish(key);
+        self.ended();
+        match finish {
+            Finish::Deliver => {
+                self.ready.insert(key, outcome);
+            }
+            Finish::Discard => self.counters.discarded += 1,
+        }
+    }
+
     /// A fetch has ended (call after the policy's `finish`).
     fn ended(&mut self) {
         if self.policy.in_flight_len() == 0 {
@@ -214,15 +228,7 @@ where
                 drop(st);
                 let (outcome, counters) = fetch(&self.shared, key);
                 st = self.shared.lock();
-                add(&mut st.counters, counters);
-                let finish = st.policy.finish(key);
-                st.ended();
-                match finish {
-                    Finish::Deliver => {
-                        st.ready.insert(key, outcome);
-                    }
-                    Finish::Discard => st.counters.discarded += 1,
-                }
+                st.settle(key, outcome, counters);
                 // Other callers that found the key in flight sleep until told it has landed.
                 self.shared.changed.notify_all();
                 continue;
@@ -397,15 +403,7 @@ where
         drop(st);
         let (outcome, counters) = fetch(shared, key);
         st = shared.lock();
-        add(&mut st.counters, counters);
-        let finish = st.policy.finish(key);
-        st.ended();
-        match finish {
-            Finish::Deliver => {
-                st.ready.insert(key, outcome);
-            }
-            Finish::Discard => st.counters.discarded += 1,
-        }
+        st.settle(key, outcome, counters);
         shared.changed.notify_all();
     }
 }
