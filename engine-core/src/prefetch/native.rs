@@ -21,7 +21,8 @@ pub type Fetched<V> = std::result::Result<V, Arc<Error>>;
 /// How a `Prefetcher` runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PrefetchConfig {
-    /// Worker threads, also the most fetches in flight at once; 0 fetches inline on `wait`.
+    /// Worker threads: the most background fetches at once. Synchronous loads (`load_now`) run on
+    /// their caller besides. 0 fetches inline on `wait`.
     pub workers: usize,
     /// Most requests waiting to start; further requests are refused (`Admit::Full`).
     pub queue_bound: usize,
