@@ -70,8 +70,11 @@ pub fn find(name: &str) -> Option<&'static PackagedModel> {
 
 /// Where fetched models live: `$SLUICE_CACHE_DIR`, else the platform's user cache + `/sluice`.
 pub fn cache_dir() -> Result<PathBuf> {
-    if let Some(dir) = std::env::var_os("SLUICE_CACHE_DIR") {
-        return Ok(PathBuf::from(dir));
+    // An empty variable counts as unset; a relative one is made absolute, since the paths
+    // printed by `sluice fetch` are used from other working directories.
+    if let Some(dir) = std::env::var_os("SLUICE_CACHE_DIR").filter(|d| !d.is_empty()) {
+        return std::path::absolute(&dir)
+            .with_context(|| format!("SLUICE_CACHE_DIR={}", PathBuf::from(&dir).display()));
     }
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)

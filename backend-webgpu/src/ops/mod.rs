@@ -1,0 +1,142 @@
+//! The host side of each op: shape checks as the CPU backend makes them, parameter packing, and
+//! workgroup counts that respect the adapter's per-dimension limit.
+
+pub(crate) mod attention;
+pub(crate) mod elementwise;
+pub(crate) mod matmul;
+pub(crate) mod rope;
+pub(crate) mod rows;
+
+use crate::{Driver, GpuWeight, WebGpuBackend};
+use engine_core::backend::WeightDesc;
+use engine_core::{Error, Result};
+
+/// Threads per workgroup of the 1-D kernels.
+pub(crate) const THREADS: u32 = 256;
+
+pub(crate) fn shape_err(op: &'static str, detail: impl Into<String>) -> Error {
+    Error::Shape {
+        op,
+        detail: detail.into(),
+    }
+}
+
+/// Checks that buffer `what` holds at least `needed` values.
+pub(crate) fn need(op: &'static str, what: &str, have: usize, needed: usize) -> Result<()> {
+    if have < needed {
+        return Err(shape_err(
+            op,
+            format!("{what} holds {have} values, {needed} needed"),
+        ));
+    }
+    Ok(())
+}
+
+/// The product of `factors`, or `Error::Shape` when it overflows.
+pub(crate) fn size(op: &'static str, factors: &[usize]) -> Result<usize> {
+    factors
+        .iter()
+        .try_fold(1usize, |acc, &f| acc.checked_mul(f))
+        .ok_or_else(|| shape_err(op, format!("size {factors:?} overflows")))
+}
+
+/// Bytes of `len` f32 values.
+pub(crate) fn f32_bytes(op: &'static str, len: usize) -> Result<u64> {
+    Ok(size(op, &[len, 4])? as u64)
+}
+
+/// A `u32` kernel parameter, or `Error::Shape` when it does not fit.
+pub(crate) fn u32_of(op: &'static str, what: &str, v: usize) -> Result<u32> {
+    u32::try_from(v).map_err(|_| shape_err(op, format!("{what} = {v} exceeds u32")))
+}
+
+/// Packs kernel parameters (u32 words; f32 go in as their bits).
+pub(crate) fn params(words: &[u32]) -> Vec<u8> {
+    bytemuck::cast_slice(words).to_vec()
+}
+
+/// Workgroups covering `groups` in x, spilling into y past the adapter's per-dimension limit;
+/// kernels index `x + y * num_workgroups.x`.
+pub(crate) fn grid<D: Driver>(b: &WebGpuBackend<D>, groups: u64) -> Result<[u32; 3]> {
+    let max = u64::from(b.driver.limits().max_workgroups_per_dim.max(1));
+    let x = groups.min(max);
+    let y = groups.div_ceil(max.max(1)).max(1);
+    if y > max {
+        return Err(Error::Config(format!(
+            "{groups} workgroups exceed the adapter's {max} x {max}"
+        )));
+    }
+    Ok([x as u32, y as u32, 1])
+}
+
+/// Workgroups for `n` items at `THREADS` per group.
+pub(crate) fn grid_items<D: Driver>(b: &WebGpuBackend<D>, n: usize) -> Result<[u32; 3]> {
+    grid(b, (n as u64).div_ceil(u64::from(THREADS)))
+}
+
+/// Validates an upload as the CPU backend does (a decodable type, whole blocks per row, bytes
+/// matching the dims) and copies the bytes, padded to 4, into a storage buffer.
+pub(crate) fn upload_weight<D: Driver>(
+    b: &WebGpuBackend<D>,
+    desc: WeightDesc<'_>,
+    bytes: &[u8],
+) -> Result<GpuWeight<D::Buf>> {
+    const OP: &str = "upload_weight";
+    let ty = desc.ggml_type;
+    if !ty.can_dequantize() {
+        return Err(Error::UnsupportedType { ty, op: OP });
+    }
+    let usize_of = |d: u64| {
+        usize::try_from(d).map_err(|_| shape_err(OP, format!("'{}': dim {d} too large", desc.name)))
+    };
+    let (&first, rest) = desc
+        .dims
+        .split_first()
+        .ok_or_else(|| shape_err(OP, format!("'{}' has no dims", desc.name)))?;
+    let row_len = usize_of(first)?;
+    let rest = rest
+        .iter()
+        .map(|&d| usize_of(d))
+        .collect::<Result<Vec<_>>>()?;
+    let rows = size(OP, &rest)?;
+    size(OP, &[row_len, rows])?;
+    let block = ty.block_size();
+    if !row_len.is_multiple_of(block) {
+        return Err(shape_err(
+            OP,
+            format!(
+                "'{}': row length {row_len} is not a multiple of the {ty} block size {block}",
+                desc.name
+            ),
+        ));
+    }
+    let expected = size(OP, &[row_len / block, ty.type_size(), rows])?;
+    if bytes.len() != expected {
+        return Err(shape_err(
+            OP,
+            format!(
+                "'{}' ({ty}, dims {:?}) needs {expected} bytes, got {}",
+                desc.name,
+                desc.dims,
+                bytes.len()
+            ),
+        ));
+    }
+    let padded = (expected as u64).next_multiple_of(4);
+    b.check_binding(&format!("tensor '{}'", desc.name), padded)?;
+    let buf = b.driver.create_buffer(padded, desc.name)?;
+    let whole = bytes.len() / 4 * 4;
+    b.driver.write(&buf, 0, &bytes[..whole])?;
+    if whole < bytes.len() {
+        let mut tail = [0u8; 4];
+        tail[..bytes.len() - whole].copy_from_slice(&bytes[whole..]);
+        b.driver.write(&buf, whole as u64, &tail)?;
+    }
+    Ok(GpuWeight {
+        buf,
+        ggml_type: ty,
+        dims: desc.dims.to_vec(),
+        row_len,
+        rows,
+    })
+}

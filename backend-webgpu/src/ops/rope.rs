@@ -1,0 +1,71 @@
+//! RoPE: the angles' cosines and sines are computed on the host in f64, as the CPU reference does,
+//! and the kernel rotates the pairs.
+
+use super::{grid_items, need, params, shape_err, size, u32_of};
+use crate::kernels::ROPE;
+use crate::{Driver, GpuBuffer, WebGpuBackend};
+use engine_core::backend::{RopeParams, RopeStyle};
+use engine_core::Result;
+
+pub(crate) fn rope<D: Driver>(
+    b: &WebGpuBackend<D>,
+    x: &mut GpuBuffer<D::Buf>,
+    p: RopeParams,
+) -> Result<()> {
+    const OP: &str = "rope";
+    let RopeParams {
+        tokens,
+        heads,
+        head_dim,
+        rope_dim,
+        pos0,
+        freq_base,
+        freq_scale,
+        style,
+    } = p;
+    if rope_dim > head_dim || !rope_dim.is_multiple_of(2) {
+        return Err(shape_err(
+            OP,
+            format!("rope_dim {rope_dim} must be even and at most head_dim {head_dim}"),
+        ));
+    }
+    let len = size(OP, &[tokens, heads, head_dim])?;
+    need(OP, "x", x.len, len)?;
+    pos0.checked_add(tokens)
+        .ok_or_else(|| shape_err(OP, "pos0 + tokens overflows"))?;
+    if len == 0 || rope_dim == 0 {
+        return Ok(());
+    }
+    let half = rope_dim / 2;
+    let inv_freq: Vec<f64> = (0..half)
+        .map(|i| f64::from(freq_base).powf(-2.0 * i as f64 / rope_dim as f64))
+        .collect();
+    let mut cs = Vec::with_capacity(tokens * half * 2);
+    for t in 0..tokens {
+        let pos = (pos0 + t) as f64 * f64::from(freq_scale);
+        for &f in &inv_freq {
+            let (s, c) = (pos * f).sin_cos();
+            cs.push(c as f32);
+            cs.push(s as f32);
+        }
+    }
+    let table = b.driver.create_buffer(cs.len() as u64 * 4, "rope table")?;
+    b.driver.write(&table, 0, bytemuck::cast_slice(&cs))?;
+    let words = [
+        u32_of(OP, "tokens", tokens)?,
+        u32_of(OP, "heads", heads)?,
+        u32_of(OP, "head_dim", head_dim)?,
+        u32_of(OP, "half", half)?,
+        u32::from(style == RopeStyle::Neox),
+        0,
+        0,
+        0,
+    ];
+    let pairs = size(OP, &[tokens, heads, half])?;
+    b.driver.dispatch(
+        &ROPE,
+        &params(&words),
+        &[&x.buf, &table],
+        grid_items(b, pairs)?,
+    )
+}

@@ -1,0 +1,64 @@
+//! Shared by the WebGPU conformance tests: the adapter (or a printed skip), the CPU reference, and
+//! comparison helpers.
+#![allow(dead_code)]
+
+use backend_webgpu::WebGpuBackend;
+use engine_core::backend::cpu::{CpuBackend, CpuBuffer, CpuConfig, MatmulPath};
+use engine_core::backend::Backend;
+use engine_core::rng::SplitMix64;
+
+/// The WebGPU backend on the first adapter, or `None` with the reason printed. With
+/// `SLUICE_REQUIRE_WEBGPU=1` (set by the test script where lavapipe is installed) a missing
+/// adapter fails instead, so CI cannot skip these tests silently.
+pub fn gpu() -> Option<WebGpuBackend> {
+    match WebGpuBackend::new() {
+        Ok(b) => Some(b),
+        Err(e) if std::env::var("SLUICE_REQUIRE_WEBGPU").as_deref() == Ok("1") => {
+            panic!("SLUICE_REQUIRE_WEBGPU=1 but there is no WebGPU adapter: {e}")
+        }
+        Err(e) => {
+            println!("skipped: {e}");
+            None
+        }
+    }
+}
+
+/// The CPU reference: exact path (f32 dequantized weights, f32 accumulation).
+pub fn cpu() -> CpuBackend {
+    CpuBackend::new(CpuConfig {
+        threads: 2,
+        path: MatmulPath::Exact,
+    })
+    .expect("cpu backend")
+}
+
+pub fn rand_vec(rng: &mut SplitMix64, n: usize, scale: f32) -> Vec<f32> {
+    (0..n).map(|_| rng.next_signed_unit() * scale).collect()
+}
+
+/// Uploads `v` to the GPU.
+pub fn gpu_buf(g: &WebGpuBackend, v: &[f32]) -> <WebGpuBackend as Backend>::Buffer {
+    let mut b = g.alloc(v.len()).expect("alloc");
+    g.write(&mut b, v).expect("write");
+    b
+}
+
+pub fn cpu_buf(v: &[f32]) -> CpuBuffer {
+    CpuBuffer::from(v.to_vec())
+}
+
+pub fn read(g: &WebGpuBackend, b: &<WebGpuBackend as Backend>::Buffer, len: usize) -> Vec<f32> {
+    pollster::block_on(g.download(b, len)).expect("download")
+}
+
+/// Asserts `|a - b| <= atol + rtol * |b|` everywhere, naming the first index that is not.
+pub fn assert_close(what: &str, a: &[f32], b: &[f32], atol: f32, rtol: f32) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
+        let tol = atol + rtol * y.abs();
+        assert!(
+            (x - y).abs() <= tol || (x.is_nan() && y.is_nan()),
+            "{what}: index {i}: webgpu {x} vs cpu {y} (tolerance {tol})"
+        );
+    }
+}
