@@ -23,6 +23,22 @@ fetch() {
 }
 fetch SLUICE_TEST_MODEL_SMOLLM2 smollm2-135m-instruct-q4_1
 fetch SLUICE_TEST_MODEL_GEMMA3 gemma3-270m-q4_k_m
+# WebGPU tests run on a real adapter: where none is installed, Debian's lavapipe (a software Vulkan
+# driver) is installed when this runs as root with apt; once a Vulkan driver is present the WebGPU
+# tests must find an adapter (SLUICE_REQUIRE_WEBGPU=1) instead of skipping.
+vulkan_icds() { ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json 2>/dev/null | head -1; }
+if [ -z "$(vulkan_icds)" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "test.sh: installing mesa-vulkan-drivers (lavapipe) for the WebGPU tests"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mesa-vulkan-drivers >/dev/null 2>&1 ||
+    { apt-get update -qq >/dev/null 2>&1 &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mesa-vulkan-drivers >/dev/null 2>&1; } ||
+    echo "test.sh: could not install mesa-vulkan-drivers: WebGPU tests will say they skip"
+fi
+if [ -n "$(vulkan_icds)" ]; then
+  export SLUICE_REQUIRE_WEBGPU="${SLUICE_REQUIRE_WEBGPU:-1}"
+else
+  echo "test.sh: no Vulkan driver: WebGPU tests will say they skip"
+fi
 # The GGUF fuzz test also mutates the real default model's header.
 export SLUICE_FUZZ_GGUF="${SLUICE_FUZZ_GGUF:-${SLUICE_TEST_MODEL_SMOLLM2:-}}"
 [ -n "$SLUICE_FUZZ_GGUF" ] || unset SLUICE_FUZZ_GGUF

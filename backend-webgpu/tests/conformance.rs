@@ -165,3 +165,18 @@ fn bad_shapes_are_errors_not_panics() {
         "18 bytes needed, 10 given"
     );
 }
+
+/// Where the test script has installed a Vulkan driver it sets `SLUICE_REQUIRE_WEBGPU=1`; then
+/// this fails unless an adapter really runs a kernel, so the conformance tests cannot have skipped.
+#[test]
+fn an_adapter_runs_kernels_when_required() {
+    let required = std::env::var("SLUICE_REQUIRE_WEBGPU").as_deref() == Ok("1");
+    let Some(g) = gpu() else {
+        assert!(!required, "unreachable: gpu() panics when required");
+        return;
+    };
+    println!("adapter: {}", g.name());
+    let mut a = gpu_buf(&g, &[1.0, 2.0, 3.0]);
+    g.add(&mut a, &gpu_buf(&g, &[0.5, 0.25, 0.125]), 3).unwrap();
+    assert_eq!(read(&g, &a, 3), vec![1.5, 2.25, 3.125]);
+}
