@@ -1,7 +1,7 @@
 //! `sluice bench`: load time, time to first token, prefill and decode tokens/s and peak memory, as
 //! JSON. Measured like `scripts/llamacpp_bench.py` so the two can stand side by side.
 
-use super::engine::{Engine, EngineArgs};
+use super::engine::{BackendArg, CliBackend, Engine, EngineArgs};
 use anyhow::Result;
 use clap::Args;
 use engine_core::model::Generator;
@@ -30,7 +30,19 @@ pub struct BenchArgs {
 
 /// Runs `sluice bench` and prints JSON.
 pub fn run(args: &BenchArgs) -> Result<()> {
-    let engine = Engine::load(&args.engine)?;
+    match args.engine.backend {
+        BackendArg::Cpu => run_on(
+            Engine::<engine_core::backend::cpu::CpuBackend>::load(&args.engine)?,
+            args,
+        ),
+        BackendArg::Webgpu => run_on(
+            Engine::<backend_webgpu::WebGpuBackend>::load(&args.engine)?,
+            args,
+        ),
+    }
+}
+
+fn run_on<B: CliBackend>(engine: Engine<B>, args: &BenchArgs) -> Result<()> {
     let vocab = engine.model.vocab_size() as u32;
     let prompt: Vec<u32> = (0..args.prompt_tokens as u32)
         .map(|i| (1000 + i % 1000) % vocab)

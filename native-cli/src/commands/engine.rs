@@ -2,8 +2,10 @@
 //! chat template. Shared by `run` and `bench`.
 
 use anyhow::{Context, Result};
+use backend_webgpu::WebGpuBackend;
 use clap::{Args, ValueEnum};
 use engine_core::backend::cpu::{CpuBackend, CpuConfig, MatmulPath};
+use engine_core::backend::Backend;
 use engine_core::chat::ChatTemplate;
 use engine_core::model::Model;
 use engine_core::prefetch::PrefetchConfig;
@@ -22,6 +24,10 @@ pub struct EngineArgs {
     /// A GGUF file or a known model name (default: the default model, fetched on first use).
     #[arg(long, short)]
     pub model: Option<String>,
+    /// Where the kernels run: `cpu`, or `webgpu` (the first WebGPU adapter: a GPU through
+    /// Vulkan/Metal/DX12, or a software one such as lavapipe).
+    #[arg(long, value_enum, default_value_t = BackendArg::Cpu)]
+    pub backend: BackendArg,
     /// Worker threads (default: all cores).
     #[arg(long, short)]
     pub threads: Option<usize>,
@@ -64,6 +70,36 @@ pub struct EngineArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    Cpu,
+    Webgpu,
+}
+
+/// A backend the CLI can build from its options.
+pub trait CliBackend: Backend + Clone + Send + Sync + 'static {
+    fn create(args: &EngineArgs) -> Result<Self>;
+}
+
+impl CliBackend for CpuBackend {
+    fn create(args: &EngineArgs) -> Result<Self> {
+        let path = match args.matmul {
+            PathArg::Precise => MatmulPath::Precise,
+            PathArg::Exact => MatmulPath::Exact,
+        };
+        Ok(CpuBackend::new(CpuConfig {
+            threads: args.threads(),
+            path,
+        })?)
+    }
+}
+
+impl CliBackend for WebGpuBackend {
+    fn create(_args: &EngineArgs) -> Result<Self> {
+        WebGpuBackend::new().context("starting the WebGPU backend")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SourceArg {
     Mmap,
     File,
@@ -91,10 +127,10 @@ impl EngineArgs {
     }
 }
 
-/// A model ready to generate, with what it took to load.
-pub struct Engine {
-    pub backend: CpuBackend,
-    pub model: Model<CpuBackend>,
+/// A model ready to generate on backend `B`, with what it took to load.
+pub struct Engine<B: Backend> {
+    pub backend: B,
+    pub model: Model<B>,
     pub tokenizer: Tokenizer,
     pub template: Option<ChatTemplate>,
     pub load_time: Duration,
@@ -103,10 +139,9 @@ pub struct Engine {
     pub io_stats: Option<Box<dyn Fn() -> ThrottleStats>>,
 }
 
-impl Engine {
+impl<B: CliBackend> Engine<B> {
     /// The backend's name, as benchmarks report it.
     pub fn backend_name(&self) -> String {
-        use engine_core::backend::Backend;
         self.backend.name()
     }
 
@@ -154,14 +189,7 @@ impl Engine {
         store: Arc<WeightStore<S>>,
         start: Instant,
     ) -> Result<Self> {
-        let path_kind = match args.matmul {
-            PathArg::Precise => MatmulPath::Precise,
-            PathArg::Exact => MatmulPath::Exact,
-        };
-        let backend = CpuBackend::new(CpuConfig {
-            threads: args.threads(),
-            path: path_kind,
-        })?;
+        let backend = B::create(args)?;
         let model = match args.device_mem {
             None => Model::load(&backend, &*store),
             Some(budget) => {

@@ -1,7 +1,7 @@
 //! `sluice run`: generate text from a prompt (plain, or through the model's chat template), printing
 //! tokens as they are produced.
 
-use super::engine::{Engine, EngineArgs};
+use super::engine::{BackendArg, CliBackend, Engine, EngineArgs};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use engine_core::chat::ChatMessage;
@@ -76,7 +76,19 @@ pub struct RunArgs {
 
 /// Runs `sluice run`, streaming text to stdout.
 pub fn run(args: &RunArgs) -> Result<()> {
-    let engine = Engine::load(&args.engine)?;
+    match args.engine.backend {
+        BackendArg::Cpu => run_on(
+            Engine::<engine_core::backend::cpu::CpuBackend>::load(&args.engine)?,
+            args,
+        ),
+        BackendArg::Webgpu => run_on(
+            Engine::<backend_webgpu::WebGpuBackend>::load(&args.engine)?,
+            args,
+        ),
+    }
+}
+
+fn run_on<B: CliBackend>(engine: Engine<B>, args: &RunArgs) -> Result<()> {
     let text = if args.chat {
         let template = engine
             .template
