@@ -5,7 +5,7 @@ use super::plan::{ATTN_NORM, FFN_NORM, WK, WO, WQ, WV, W_DOWN, W_GATE, W_UP};
 use super::session::Scratch;
 use super::{Logits, Model, Session};
 use crate::backend::{
-    AttentionParams, Backend, CopyRowsParams, MatmulShape, RmsNormParams, RopeParams,
+    AttentionParams, Backend, CopyRowsParams, MatmulShape, RmsNormParams, RopeParams, RowsParams,
 };
 use crate::{Error, Result};
 
@@ -24,6 +24,31 @@ impl<B: Backend> Model<B> {
         logits: Logits,
     ) -> Result<Vec<f32>> {
         let (slices, rows) = self.compute(backend, session, tokens, logits)?;
+        self.gather(backend, &slices, rows).await
+    }
+
+    /// As `forward` with `Logits::Last`, returning only the index of the largest logit. With the
+    /// head in one piece the argmax runs on the device and one id comes back, not the logits.
+    pub async fn forward_argmax(
+        &self,
+        backend: &B,
+        session: &mut Session<B>,
+        tokens: &[u32],
+    ) -> Result<u32> {
+        let (slices, rows) = self.compute(backend, session, tokens, Logits::Last)?;
+        if let [(only, n)] = slices.as_slice() {
+            let ids = backend.argmax(only, RowsParams { rows, cols: *n }).await?;
+            return ids.first().copied().ok_or_else(|| Error::Shape {
+                op: "forward_argmax",
+                detail: "no row came back".into(),
+            });
+        }
+        let logits = self.gather(backend, &slices, rows).await?;
+        Ok(crate::sample::argmax(&logits))
+    }
+
+    /// Reads the logits back, interleaving the slices of a split head.
+    async fn gather(&self, backend: &B, slices: &HeadSlices<B>, rows: usize) -> Result<Vec<f32>> {
         let vocab = self.vocab_size();
         if let [(only, _)] = slices.as_slice() {
             return backend.download(only, rows * vocab).await;

@@ -37,15 +37,17 @@ impl<'a, B: Backend> Generator<'a, B> {
         if prompt.is_empty() {
             return Err(Error::Config("the prompt has no tokens".into()));
         }
-        let mut logits = Vec::new();
-        for chunk in prompt.chunks(batch.max(1)) {
-            logits = self
-                .model
+        let chunks: Vec<&[u32]> = prompt.chunks(batch.max(1)).collect();
+        let (last, rest) = chunks
+            .split_last()
+            .ok_or_else(|| Error::Config("the prompt has no tokens".into()))?;
+        for chunk in rest {
+            self.model
                 .forward(self.backend, self.session, chunk, Logits::Last)
                 .await?;
         }
         prompt.iter().for_each(|&t| self.sampler.accept(t));
-        self.choose(&logits)
+        self.next(last).await
     }
 
     /// Feeds the last sampled token and samples the next one.
@@ -53,11 +55,25 @@ impl<'a, B: Backend> Generator<'a, B> {
         let token = self
             .pending
             .ok_or_else(|| Error::Config("step() before prefill()".into()))?;
-        let logits = self
-            .model
-            .forward(self.backend, self.session, &[token], Logits::Last)
-            .await?;
-        self.choose(&logits)
+        self.next(&[token]).await
+    }
+
+    /// Runs `tokens` and picks the next token: on the device when the sampler is a plain argmax.
+    async fn next(&mut self, tokens: &[u32]) -> Result<u32> {
+        let token = if self.sampler.is_plain_argmax() {
+            self.model
+                .forward_argmax(self.backend, self.session, tokens)
+                .await?
+        } else {
+            let logits = self
+                .model
+                .forward(self.backend, self.session, tokens, Logits::Last)
+                .await?;
+            self.sampler.sample(&logits)?
+        };
+        self.sampler.accept(token);
+        self.pending = Some(token);
+        Ok(token)
     }
 
     /// Positions used so far (prompt and generated tokens fed in).
@@ -68,12 +84,5 @@ impl<'a, B: Backend> Generator<'a, B> {
     /// The most positions the session holds.
     pub fn limit(&self) -> usize {
         self.session.limit()
-    }
-
-    fn choose(&mut self, logits: &[f32]) -> Result<u32> {
-        let token = self.sampler.sample(logits)?;
-        self.sampler.accept(token);
-        self.pending = Some(token);
-        Ok(token)
     }
 }

@@ -98,6 +98,12 @@ impl Sampler {
         self.recent.push_back(token);
     }
 
+    /// Whether `sample` is a plain argmax of the logits (greedy, no repetition penalty), so the
+    /// largest logit can be found on the device and only its index read back.
+    pub fn is_plain_argmax(&self) -> bool {
+        self.config.temperature <= 0.0 && self.config.repeat_penalty == 1.0
+    }
+
     /// Picks the next token from one row of logits.
     pub fn sample(&mut self, logits: &[f32]) -> Result<u32> {
         if logits.is_empty() {
