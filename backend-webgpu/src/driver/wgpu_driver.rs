@@ -129,29 +129,29 @@ impl WgpuDriver {
 
     /// Submits the recorded dispatches.
     fn flush(&self) {
-        let encoder = {
-            let mut p = lock(&self.inner.pending);
-            p.dispatches = 0;
-            p.encoder.take()
-        };
-        if let Some(encoder) = encoder {
+        self.submit_pending(&mut lock(&self.inner.pending));
+    }
+
+    /// Submits under the caller's lock of `pending`: were the lock released between taking the
+    /// encoder and submitting it, another thread (a prefetch worker's upload) could take and
+    /// submit a later encoder first, and a read-back would run before the dispatches it follows.
+    fn submit_pending(&self, p: &mut Pending) {
+        p.dispatches = 0;
+        if let Some(encoder) = p.encoder.take() {
             self.inner.queue.submit([encoder.finish()]);
         }
     }
 
     fn record(&self, f: impl FnOnce(&mut wgpu::CommandEncoder)) {
-        let full = {
-            let mut p = lock(&self.inner.pending);
-            let device = &self.inner.device;
-            let encoder = p.encoder.get_or_insert_with(|| {
-                device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
-            });
-            f(encoder);
-            p.dispatches += 1;
-            p.dispatches >= MAX_PENDING
-        };
-        if full {
-            self.flush();
+        let mut p = lock(&self.inner.pending);
+        let device = &self.inner.device;
+        let encoder = p.encoder.get_or_insert_with(|| {
+            device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
+        });
+        f(encoder);
+        p.dispatches += 1;
+        if p.dispatches >= MAX_PENDING {
+            self.submit_pending(&mut p);
         }
     }
 }
@@ -192,7 +192,10 @@ impl Driver for WgpuDriver {
             return Ok(());
         }
         // Queue writes land before the next submit's commands: submit what reads the old data.
-        self.flush();
+        // Writing under the same lock keeps every dispatch recorded before this call, by any
+        // thread, ahead of the write.
+        let mut p = lock(&self.inner.pending);
+        self.submit_pending(&mut p);
         self.inner.queue.write_buffer(buf, offset, data);
         Ok(())
     }

@@ -54,6 +54,10 @@ pub static ROPE: Kernel = Kernel {
     name: "rope",
     parts: &[include_str!("rope.wgsl")],
 };
+pub static ATTENTION: Kernel = Kernel {
+    name: "attention",
+    parts: &[include_str!("attention.wgsl")],
+};
 
 /// Every kernel, for validation and warm-up.
 pub fn all() -> Vec<&'static Kernel> {
