@@ -129,12 +129,11 @@ impl WgpuDriver {
 
     /// Submits the recorded dispatches.
     fn flush(&self) {
-        let encoder = {
-            let mut p = lock(&self.inner.pending);
-            p.dispatches = 0;
-            p.encoder.take()
-        };
-        if let Some(encoder) = encoder {
+        // Submit under the lock: were it released first, another thread could record and submit
+        // later commands (a read-back's copy) ahead of these, and read stale data.
+        let mut p = lock(&self.inner.pending);
+        p.dispatches = 0;
+        if let Some(encoder) = p.encoder.take() {
             self.inner.queue.submit([encoder.finish()]);
         }
     }
