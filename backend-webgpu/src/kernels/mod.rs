@@ -1,5 +1,8 @@
-//! The WGSL kernels, one `.wgsl` file per op beside this module, and the shared prelude (GGML
-//! block decoding) that kernels reading quantized weights start with.
+//! The WGSL kernels, one `.wgsl` file per op beside this module, and the shared pieces kernels
+//! start with: the prelude (byte and f16 reads of GGML blocks), the per-type row decoders
+//! (`blocks.wgsl`), and the matmul bindings shared by its GEMV and GEMM kernels.
+
+use engine_core::quant::GgmlType;
 
 /// A compute kernel: a name (its pipeline's cache key) and its WGSL, entry point `main`, with its
 /// parameters as a uniform struct at binding 0 and its storage buffers from binding 1.
@@ -58,6 +61,61 @@ pub static ATTENTION: Kernel = Kernel {
     name: "attention",
     parts: &[include_str!("attention.wgsl")],
 };
+
+/// Decoding weight rows eight values at a time, for the type named by a leading `WTYPE` constant.
+pub const BLOCKS: &str = include_str!("blocks.wgsl");
+
+/// The weight types the matmul, dequant and embedding kernels decode, in the order of their
+/// per-type kernel arrays (`WTYPE` is the index).
+pub const WEIGHT_TYPES: [GgmlType; 7] = [
+    GgmlType::F32,
+    GgmlType::F16,
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q8_0,
+    GgmlType::Q4_K,
+    GgmlType::Q6_K,
+];
+
+/// One kernel per entry of `WEIGHT_TYPES`: `WTYPE`, the prelude and the block decoders, then the
+/// op's files. The names must stay in `WEIGHT_TYPES` order (the WGSL `T_*` constants match them).
+macro_rules! per_weight_type {
+    ($op:literal, $($file:expr),+) => {
+        [
+            per_weight_type!(@one $op, "f32", 0, $($file),+),
+            per_weight_type!(@one $op, "f16", 1, $($file),+),
+            per_weight_type!(@one $op, "q4_0", 2, $($file),+),
+            per_weight_type!(@one $op, "q4_1", 3, $($file),+),
+            per_weight_type!(@one $op, "q8_0", 4, $($file),+),
+            per_weight_type!(@one $op, "q4_k", 5, $($file),+),
+            per_weight_type!(@one $op, "q6_k", 6, $($file),+),
+        ]
+    };
+    (@one $op:literal, $ty:literal, $id:literal, $($file:expr),+) => {
+        Kernel {
+            name: concat!($op, "_", $ty),
+            parts: &[
+                concat!("const WTYPE: u32 = ", $id, "u;\n"),
+                QUANT_PRELUDE,
+                BLOCKS,
+                $($file),+
+            ],
+        }
+    };
+}
+
+const MATMUL: &str = include_str!("matmul.wgsl");
+
+/// Matmul for one token, per weight type.
+pub static MATMUL_GEMV: [Kernel; 7] =
+    per_weight_type!("matmul_gemv", MATMUL, include_str!("matmul_gemv.wgsl"));
+/// Matmul for several tokens (tiled), per weight type.
+pub static MATMUL_GEMM: [Kernel; 7] =
+    per_weight_type!("matmul_gemm", MATMUL, include_str!("matmul_gemm.wgsl"));
+/// Whole-weight dequantization, per weight type.
+pub static DEQUANT: [Kernel; 7] = per_weight_type!("dequant", include_str!("dequant.wgsl"));
+/// Embedding row gathers, per weight type.
+pub static EMBEDDING: [Kernel; 7] = per_weight_type!("embedding", include_str!("embedding.wgsl"));
 
 /// Every kernel, for validation and warm-up.
 pub fn all() -> Vec<&'static Kernel> {

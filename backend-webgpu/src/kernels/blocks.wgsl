@@ -1,0 +1,175 @@
+// Decoding of weight rows eight values at a time, for the weight type `WTYPE` (a constant the
+// kernel's source starts with, so each pipeline keeps only its own decoder). Eight values is the
+// largest run that shares one scale in every supported type (Q6_K scales 16), and 32 and 256 are
+// multiples of it, so a group never straddles a block.
+//
+// The float operations follow engine-core's CPU dequantization in order (`d * q`, `d * q + m`,
+// `(d * sc) * q - dmin * m`) so that values match it bit for bit. Every product there is exact in
+// f32 (an f16 scale has 11 significant bits, a 6- or 8-bit scale and a 4- to 8-bit quant add at most
+// 13 more), so only a final add rounds, and a compiler fusing it into an fma changes nothing.
+
+const T_F32: u32 = 0u;
+const T_F16: u32 = 1u;
+const T_Q4_0: u32 = 2u;
+const T_Q4_1: u32 = 3u;
+const T_Q8_0: u32 = 4u;
+const T_Q4_K: u32 = 5u;
+const T_Q6_K: u32 = 6u;
+
+// Values 8g..8g+8 of a row, in order.
+struct Eight {
+    lo: vec4<f32>,
+    hi: vec4<f32>,
+}
+
+// The `mask`ed field at bit `shift` of each of the four bytes of `w`.
+fn fields(w: u32, shift: u32, mask: u32) -> vec4<u32> {
+    let s = vec4<u32>(0u, 8u, 16u, 24u) + vec4<u32>(shift);
+    return (vec4<u32>(w) >> s) & vec4<u32>(mask);
+}
+
+// The four nibbles at bit `shift` of each byte of `w`, as values 0..16.
+fn nibbles(w: u32, shift: u32) -> vec4<f32> {
+    return vec4<f32>(fields(w, shift, 15u));
+}
+
+// The four bytes of `w` as signed values.
+fn signed_bytes(w: u32) -> vec4<f32> {
+    let up = vec4<u32>(w) << vec4<u32>(24u, 16u, 8u, 0u);
+    return vec4<f32>(bitcast<vec4<i32>>(up) >> vec4<u32>(24u));
+}
+
+// Q6_K's 6-bit values of four bytes: the nibble at `lo_shift` of `lo` and the 2-bit field at
+// `hi_shift` of `hi` above it, less 32.
+fn six_bits(lo: u32, lo_shift: u32, hi: u32, hi_shift: u32) -> vec4<f32> {
+    let q = fields(lo, lo_shift, 15u) | (fields(hi, hi_shift, 3u) << vec4<u32>(4u));
+    return vec4<f32>(vec4<i32>(q) - vec4<i32>(32));
+}
+
+// Float rows may have any length: values at or past `k` read as zero (and are not read).
+fn f32_value(base: u32, i: u32, k: u32) -> f32 {
+    if (i >= k) {
+        return 0.0;
+    }
+    return bitcast<f32>(W[(base >> 2u) + i]);
+}
+
+fn f16_value(base: u32, i: u32, k: u32) -> f32 {
+    if (i >= k) {
+        return 0.0;
+    }
+    let h = (base >> 1u) + i;
+    return f16_bits_to_f32((W[h >> 1u] >> ((h & 1u) * 16u)) & 0xffffu);
+}
+
+fn load8_f32(base: u32, g: u32, k: u32) -> Eight {
+    let i = 8u * g;
+    return Eight(
+        vec4<f32>(f32_value(base, i, k), f32_value(base, i + 1u, k),
+                  f32_value(base, i + 2u, k), f32_value(base, i + 3u, k)),
+        vec4<f32>(f32_value(base, i + 4u, k), f32_value(base, i + 5u, k),
+                  f32_value(base, i + 6u, k), f32_value(base, i + 7u, k)));
+}
+
+fn load8_f16(base: u32, g: u32, k: u32) -> Eight {
+    let i = 8u * g;
+    return Eight(
+        vec4<f32>(f16_value(base, i, k), f16_value(base, i + 1u, k),
+                  f16_value(base, i + 2u, k), f16_value(base, i + 3u, k)),
+        vec4<f32>(f16_value(base, i + 4u, k), f16_value(base, i + 5u, k),
+                  f16_value(base, i + 6u, k), f16_value(base, i + 7u, k)));
+}
+
+// Q4_0 (18 bytes): f16 d, 16 bytes of nibbles; value i < 16 is the low nibble of byte i, value
+// i + 16 the high one; x = d · (q - 8). Group j of the block: bytes 8·(j % 2).., nibble j / 2.
+fn load8_q4_0(base: u32, g: u32) -> Eight {
+    let blk = base + 18u * (g >> 2u);
+    let j = g & 3u;
+    let d = f16_at(blk);
+    let at = blk + 2u + 8u * (j & 1u);
+    let shift = 4u * (j >> 1u);
+    return Eight(d * (nibbles(bytes4_at(at), shift) - 8.0),
+                 d * (nibbles(bytes4_at(at + 4u), shift) - 8.0));
+}
+
+// Q4_1 (20 bytes): f16 d, f16 m, nibbles as Q4_0; x = d · q + m.
+fn load8_q4_1(base: u32, g: u32) -> Eight {
+    let blk = base + 20u * (g >> 2u);
+    let j = g & 3u;
+    let d = f16_at(blk);
+    let m = f16_at(blk + 2u);
+    let at = blk + 4u + 8u * (j & 1u);
+    let shift = 4u * (j >> 1u);
+    return Eight(d * nibbles(bytes4_at(at), shift) + m,
+                 d * nibbles(bytes4_at(at + 4u), shift) + m);
+}
+
+// Q8_0 (34 bytes): f16 d, 32 signed bytes; x = d · q.
+fn load8_q8_0(base: u32, g: u32) -> Eight {
+    let blk = base + 34u * (g >> 2u);
+    let d = f16_at(blk);
+    let at = blk + 2u + 8u * (g & 3u);
+    return Eight(d * signed_bytes(bytes4_at(at)), d * signed_bytes(bytes4_at(at + 4u)));
+}
+
+// Q4_K (144 bytes): f16 d, f16 dmin, 12 bytes of packed 6-bit scales and mins, 128 bytes of
+// nibbles. Sub-block s (32 values) takes nibble s % 2 of bytes 32·(s / 2)..; x = d·sc·q - dmin·m.
+fn load8_q4_k(base: u32, g: u32) -> Eight {
+    let blk = base + 144u * (g >> 5u);
+    let sub = (g >> 2u) & 7u;
+    let part = g & 3u;
+    let d = f16_at(blk);
+    let dmin = f16_at(blk + 2u);
+    let s = blk + 4u;
+    var sc: u32;
+    var mn: u32;
+    if (sub < 4u) {
+        sc = byte_at(s + sub) & 63u;
+        mn = byte_at(s + sub + 4u) & 63u;
+    } else {
+        let low = byte_at(s + sub + 4u);
+        sc = (low & 15u) | ((byte_at(s + sub - 4u) >> 2u) & 48u);
+        mn = (low >> 4u) | ((byte_at(s + sub) >> 2u) & 48u);
+    }
+    let dl = d * f32(sc);
+    let ml = dmin * f32(mn);
+    let at = blk + 16u + 32u * (sub >> 1u) + 8u * part;
+    let shift = 4u * (sub & 1u);
+    return Eight(dl * nibbles(bytes4_at(at), shift) - ml,
+                 dl * nibbles(bytes4_at(at + 4u), shift) - ml);
+}
+
+// Q6_K (210 bytes): 128 bytes of low nibbles, 64 bytes of high 2-bit pairs, 16 signed scales, f16
+// d; x = (d · sc) · (q - 32). In half h (128 values), value 32·s + l takes nibble s / 2 of
+// ql[64·h + 32·(s % 2) + l], bits 2s.. of qh[32·h + l], and scale 8·h + 2·s + l / 16.
+fn load8_q6_k(base: u32, g: u32) -> Eight {
+    let blk = base + 210u * (g >> 5u);
+    let gi = g & 31u;
+    let h = gi >> 4u;
+    let s = (gi >> 2u) & 3u;
+    let l = 8u * (gi & 3u);
+    let d = f16_at(blk + 208u);
+    let dl = d * f32(i8_at(blk + 192u + 8u * h + 2u * s + (l >> 4u)));
+    let ql = blk + 64u * h + 32u * (s & 1u) + l;
+    let qh = blk + 128u + 32u * h + l;
+    let lo_shift = 4u * (s >> 1u);
+    let hi_shift = 2u * s;
+    return Eight(dl * six_bits(bytes4_at(ql), lo_shift, bytes4_at(qh), hi_shift),
+                 dl * six_bits(bytes4_at(ql + 4u), lo_shift, bytes4_at(qh + 4u), hi_shift));
+}
+
+// Values 8g..8g+8 of the row starting at byte `base` of `W`; `k` is the row length (values past it
+// are zero; only float rows can end inside a group).
+fn load8(base: u32, g: u32, k: u32) -> Eight {
+    var r: Eight;
+    switch (WTYPE) {
+        case T_F32: { r = load8_f32(base, g, k); }
+        case T_F16: { r = load8_f16(base, g, k); }
+        case T_Q4_0: { r = load8_q4_0(base, g); }
+        case T_Q4_1: { r = load8_q4_1(base, g); }
+        case T_Q8_0: { r = load8_q8_0(base, g); }
+        case T_Q4_K: { r = load8_q4_k(base, g); }
+        default: { r = load8_q6_k(base, g); }
+    }
+    return r;
+}
