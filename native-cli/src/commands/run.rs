@@ -149,16 +149,22 @@ fn run_on<B: CliBackend>(engine: Engine<B>, args: &RunArgs) -> Result<()> {
     if args.stats {
         let total = start.elapsed();
         let decode = total.saturating_sub(ttft);
+        let device = match args.engine.backend {
+            BackendArg::Cpu => format!(
+                "cpu, {} threads, {} path",
+                args.engine.threads(),
+                args.engine.matmul.name()
+            ),
+            BackendArg::Webgpu => engine.backend_name(),
+        };
         eprintln!(
-            "sluice: load {:.2} s | prompt {} tokens, first token after {:.3} s ({:.1} tok/s) | {} generated, {:.1} tok/s | seed {seed} | {} threads, {} path",
+            "sluice: load {:.2} s | prompt {} tokens, first token after {:.3} s ({:.1} tok/s) | {} generated, {:.1} tok/s | seed {seed} | {device}",
             engine.load_time.as_secs_f64(),
             prompt.len(),
             ttft.as_secs_f64(),
             prompt.len() as f64 / ttft.as_secs_f64(),
             generated,
             generated.saturating_sub(1) as f64 / decode.as_secs_f64().max(1e-9),
-            args.engine.threads(),
-            args.engine.matmul.name(),
         );
         eprint!("{}", render_prefetch(&engine.model.prefetch_stats()));
     }
