@@ -20,8 +20,6 @@ use std::sync::Arc;
 /// The WebGPU kernels dequantize to f32 and accumulate in f32, like the CPU exact path; only the
 /// summation order differs (tree reductions), which moves logits by ~1e-4: the 0.05.
 const BOUND: f32 = 0.05;
-/// A plain and a chat prompt of each length class, to keep the software adapter's run short.
-const PROMPTS: [&str; 4] = ["capital", "code", "chat-capital", "chat-math"];
 
 fn gpu() -> Option<WebGpuBackend> {
     match WebGpuBackend::new() {
@@ -88,8 +86,9 @@ fn webgpu_matches_the_cpu_exact_path_resident_and_streamed() {
     .unwrap();
     let fx = ReferenceFixture::load("smollm2");
     let vocab = cpu_model.vocab_size();
-    for name in PROMPTS {
-        let p = fx.prompt(name);
+    assert!(fx.prompts.len() >= 10);
+    for p in &fx.prompts {
+        let name = &p.name;
         let want = teacher_forced(&cpu, &cpu_model, p);
         for (how, model) in [("resident", &resident), ("streamed", &streamed)] {
             let got = teacher_forced(&gpu, model, p);

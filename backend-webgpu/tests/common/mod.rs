@@ -9,10 +9,12 @@ use engine_core::rng::SplitMix64;
 
 /// The WebGPU backend on the first adapter, or `None` with the reason printed. With
 /// `SLUICE_REQUIRE_WEBGPU=1` (set by the test script where lavapipe is installed) a missing
-/// adapter fails instead, so CI cannot skip these tests silently.
+/// adapter fails instead, so CI cannot skip these tests silently. One device serves every test of
+/// the binary (opening one per proptest case is slow), which also exercises sharing it.
 pub fn gpu() -> Option<WebGpuBackend> {
-    match WebGpuBackend::new() {
-        Ok(b) => Some(b),
+    static GPU: std::sync::OnceLock<Result<WebGpuBackend, String>> = std::sync::OnceLock::new();
+    match GPU.get_or_init(|| WebGpuBackend::new().map_err(|e| e.to_string())) {
+        Ok(b) => Some(b.clone()),
         Err(e) if std::env::var("SLUICE_REQUIRE_WEBGPU").as_deref() == Ok("1") => {
             panic!("SLUICE_REQUIRE_WEBGPU=1 but there is no WebGPU adapter: {e}")
         }
