@@ -2,7 +2,7 @@
 //! then one dispatch of `attention.wgsl` (online softmax over chunks of keys, so any context
 //! length that fits the cache works without scratch memory).
 
-use super::{grid, need, params, shape_err, size, u32_of};
+use super::{grid, params, size, u32_of};
 use crate::kernels::{Kernel, ATTENTION};
 use crate::{Driver, GpuBuffer, WebGpuBackend};
 use engine_core::backend::AttentionParams;
@@ -36,23 +36,9 @@ pub(crate) fn attention<D: Driver>(
         head_dim,
         scale,
     } = p;
-    if kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
-        return Err(shape_err(
-            OP,
-            format!("heads {heads} must be a multiple of kv_heads {kv_heads} (> 0)"),
-        ));
-    }
-    let kv_len = pos0
-        .checked_add(tokens)
-        .ok_or_else(|| shape_err(OP, "pos0 + tokens overflows"))?;
-    let q_row = size(OP, &[heads, head_dim])?;
-    let kv_row = size(OP, &[kv_heads, head_dim])?;
-    let q_len = size(OP, &[tokens, q_row])?;
-    let kv_size = size(OP, &[kv_len, kv_row])?;
-    need(OP, "q", q.len, q_len)?;
-    need(OP, "out", out.len, q_len)?;
-    need(OP, "k_cache", k_cache.len, kv_size)?;
-    need(OP, "v_cache", v_cache.len, kv_size)?;
+    let sizes = p.check(q.len, k_cache.len, v_cache.len, out.len)?;
+    let (q_len, kv_size) = (sizes.q_len, sizes.kv_len);
+    let (q_row, kv_row) = (heads * head_dim, kv_heads * head_dim);
     if q_len == 0 {
         return Ok(());
     }

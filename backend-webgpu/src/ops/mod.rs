@@ -8,37 +8,13 @@ pub(crate) mod rope;
 pub(crate) mod rows;
 
 use crate::{Driver, GpuWeight, WebGpuBackend};
-use engine_core::backend::WeightDesc;
+use engine_core::backend::{WeightDesc, WeightLayout};
 use engine_core::{Error, Result};
 
 /// Threads per workgroup of the 1-D kernels.
 pub(crate) const THREADS: u32 = 256;
 
-pub(crate) fn shape_err(op: &'static str, detail: impl Into<String>) -> Error {
-    Error::Shape {
-        op,
-        detail: detail.into(),
-    }
-}
-
-/// Checks that buffer `what` holds at least `needed` values.
-pub(crate) fn need(op: &'static str, what: &str, have: usize, needed: usize) -> Result<()> {
-    if have < needed {
-        return Err(shape_err(
-            op,
-            format!("{what} holds {have} values, {needed} needed"),
-        ));
-    }
-    Ok(())
-}
-
-/// The product of `factors`, or `Error::Shape` when it overflows.
-pub(crate) fn size(op: &'static str, factors: &[usize]) -> Result<usize> {
-    factors
-        .iter()
-        .try_fold(1usize, |acc, &f| acc.checked_mul(f))
-        .ok_or_else(|| shape_err(op, format!("size {factors:?} overflows")))
-}
+pub(crate) use engine_core::backend::checks::{need, shape_err, size};
 
 /// Bytes of `len` f32 values.
 pub(crate) fn f32_bytes(op: &'static str, len: usize) -> Result<u64> {
@@ -81,47 +57,9 @@ pub(crate) fn upload_weight<D: Driver>(
     desc: WeightDesc<'_>,
     bytes: &[u8],
 ) -> Result<GpuWeight<D::Buf>> {
-    const OP: &str = "upload_weight";
+    let WeightLayout { row_len, rows } = WeightLayout::check(&desc, bytes.len())?;
     let ty = desc.ggml_type;
-    if !ty.can_dequantize() {
-        return Err(Error::UnsupportedType { ty, op: OP });
-    }
-    let usize_of = |d: u64| {
-        usize::try_from(d).map_err(|_| shape_err(OP, format!("'{}': dim {d} too large", desc.name)))
-    };
-    let (&first, rest) = desc
-        .dims
-        .split_first()
-        .ok_or_else(|| shape_err(OP, format!("'{}' has no dims", desc.name)))?;
-    let row_len = usize_of(first)?;
-    let rest = rest
-        .iter()
-        .map(|&d| usize_of(d))
-        .collect::<Result<Vec<_>>>()?;
-    let rows = size(OP, &rest)?;
-    size(OP, &[row_len, rows])?;
-    let block = ty.block_size();
-    if !row_len.is_multiple_of(block) {
-        return Err(shape_err(
-            OP,
-            format!(
-                "'{}': row length {row_len} is not a multiple of the {ty} block size {block}",
-                desc.name
-            ),
-        ));
-    }
-    let expected = size(OP, &[row_len / block, ty.type_size(), rows])?;
-    if bytes.len() != expected {
-        return Err(shape_err(
-            OP,
-            format!(
-                "'{}' ({ty}, dims {:?}) needs {expected} bytes, got {}",
-                desc.name,
-                desc.dims,
-                bytes.len()
-            ),
-        ));
-    }
+    let expected = bytes.len();
     let padded = (expected as u64).next_multiple_of(4);
     b.check_binding(&format!("tensor '{}'", desc.name), padded)?;
     let buf = b.driver.create_buffer(padded, desc.name)?;

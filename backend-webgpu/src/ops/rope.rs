@@ -1,7 +1,7 @@
 //! RoPE: the angles' cosines and sines are computed on the host in f64, as the CPU reference does,
 //! and the kernel rotates the pairs.
 
-use super::{grid_items, need, params, shape_err, size, u32_of};
+use super::{grid_items, params, size, u32_of};
 use crate::kernels::ROPE;
 use crate::{Driver, GpuBuffer, WebGpuBackend};
 use engine_core::backend::{RopeParams, RopeStyle};
@@ -23,16 +23,7 @@ pub(crate) fn rope<D: Driver>(
         freq_scale,
         style,
     } = p;
-    if rope_dim > head_dim || !rope_dim.is_multiple_of(2) {
-        return Err(shape_err(
-            OP,
-            format!("rope_dim {rope_dim} must be even and at most head_dim {head_dim}"),
-        ));
-    }
-    let len = size(OP, &[tokens, heads, head_dim])?;
-    need(OP, "x", x.len, len)?;
-    pos0.checked_add(tokens)
-        .ok_or_else(|| shape_err(OP, "pos0 + tokens overflows"))?;
+    let len = p.check(x.len)?;
     if len == 0 || rope_dim == 0 {
         return Ok(());
     }

@@ -8,8 +8,10 @@
 //! `argmax`) is async so one forward pass serves the browser (where mapping a GPU buffer is a
 //! promise) and native callers (who block on it). Static dispatch: a model is generic over `B`.
 
+pub mod checks;
 pub mod cpu;
 
+pub use checks::{AttentionSizes, WeightLayout};
 pub use cpu::{CpuBackend, CpuBuffer, CpuConfig, CpuWeight, MatmulPath};
 
 use crate::quant::GgmlType;

@@ -5,7 +5,6 @@
 
 use super::matmul::dot;
 use super::threads::Pool;
-use super::{need, shape_err, size};
 use crate::backend::AttentionParams;
 use crate::Result;
 
@@ -19,7 +18,6 @@ pub(crate) fn attention(
     out: &mut [f32],
     p: AttentionParams,
 ) -> Result<()> {
-    const OP: &str = "attention";
     let AttentionParams {
         tokens,
         pos0,
@@ -28,23 +26,9 @@ pub(crate) fn attention(
         head_dim,
         scale,
     } = p;
-    if kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
-        return Err(shape_err(
-            OP,
-            format!("heads {heads} must be a multiple of kv_heads {kv_heads} (> 0)"),
-        ));
-    }
-    let kv_len = pos0
-        .checked_add(tokens)
-        .ok_or_else(|| shape_err(OP, "pos0 + tokens overflows"))?;
-    let q_row = size(OP, &[heads, head_dim])?;
-    let kv_row = size(OP, &[kv_heads, head_dim])?;
-    let q_len = size(OP, &[tokens, q_row])?;
-    let kv_size = size(OP, &[kv_len, kv_row])?;
-    need(OP, "q", q.len(), q_len)?;
-    need(OP, "out", out.len(), q_len)?;
-    need(OP, "k_cache", k_cache.len(), kv_size)?;
-    need(OP, "v_cache", v_cache.len(), kv_size)?;
+    let sizes = p.check(q.len(), k_cache.len(), v_cache.len(), out.len())?;
+    let (q_len, kv_len) = (sizes.q_len, sizes.kv_rows);
+    let (q_row, kv_row) = (heads * head_dim, kv_heads * head_dim);
     if q_len == 0 {
         return Ok(());
     }

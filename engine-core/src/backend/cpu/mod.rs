@@ -23,7 +23,7 @@ mod reference;
 
 use super::{
     AttentionParams, Backend, CopyRowsParams, MatmulShape, RmsNormParams, RopeParams, RowsParams,
-    WeightDesc,
+    WeightDesc, WeightLayout,
 };
 use crate::quant::GgmlType;
 use crate::{Error, Result};
@@ -188,32 +188,7 @@ impl CpuBackend {
     }
 }
 
-/// `Error::Shape` for `op`.
-pub(crate) fn shape_err(op: &'static str, detail: impl Into<String>) -> Error {
-    Error::Shape {
-        op,
-        detail: detail.into(),
-    }
-}
-
-/// The product of `factors`, or `Error::Shape` when it overflows `usize`.
-pub(crate) fn size(op: &'static str, factors: &[usize]) -> Result<usize> {
-    factors
-        .iter()
-        .try_fold(1usize, |acc, &f| acc.checked_mul(f))
-        .ok_or_else(|| shape_err(op, format!("size {factors:?} overflows")))
-}
-
-/// Checks that buffer `what` holds at least `needed` values.
-pub(crate) fn need(op: &'static str, what: &str, have: usize, needed: usize) -> Result<()> {
-    if have < needed {
-        return Err(shape_err(
-            op,
-            format!("{what} holds {have} values, {needed} needed"),
-        ));
-    }
-    Ok(())
-}
+pub(crate) use super::checks::{need, shape_err, size};
 
 /// Checks that weight `w` can be dequantized by the CPU kernels of `op`.
 pub(crate) fn check_dequantizable(op: &'static str, w: &CpuWeight) -> Result<()> {
@@ -228,50 +203,9 @@ pub(crate) fn check_dequantizable(op: &'static str, w: &CpuWeight) -> Result<()>
 
 /// Validates an upload: a type the CPU can dequantize, rows of whole blocks, bytes matching the dims.
 fn make_weight(desc: WeightDesc<'_>, bytes: std::borrow::Cow<'_, [u8]>) -> Result<CpuWeight> {
-    const OP: &str = "upload_weight";
-    let ty = desc.ggml_type;
-    if !ty.can_dequantize() {
-        return Err(Error::UnsupportedType { ty, op: OP });
-    }
-    let to_usize = |d: u64| {
-        usize::try_from(d).map_err(|_| shape_err(OP, format!("'{}': dim {d} too large", desc.name)))
-    };
-    let (&first, rest) = desc
-        .dims
-        .split_first()
-        .ok_or_else(|| shape_err(OP, format!("'{}' has no dims", desc.name)))?;
-    let row_len = to_usize(first)?;
-    let rest = rest
-        .iter()
-        .map(|&d| to_usize(d))
-        .collect::<Result<Vec<_>>>()?;
-    let rows = size(OP, &rest)?;
-    // `elements()` multiplies these; make sure it cannot overflow.
-    size(OP, &[row_len, rows])?;
-    let block = ty.block_size();
-    if !row_len.is_multiple_of(block) {
-        return Err(shape_err(
-            OP,
-            format!(
-                "'{}': row length {row_len} is not a multiple of the {ty} block size {block}",
-                desc.name
-            ),
-        ));
-    }
-    let expected = size(OP, &[row_len / block, ty.type_size(), rows])?;
-    if bytes.len() != expected {
-        return Err(shape_err(
-            OP,
-            format!(
-                "'{}' ({ty}, dims {:?}) needs {expected} bytes, got {}",
-                desc.name,
-                desc.dims,
-                bytes.len()
-            ),
-        ));
-    }
+    let WeightLayout { row_len, rows } = WeightLayout::check(&desc, bytes.len())?;
     Ok(CpuWeight {
-        ggml_type: ty,
+        ggml_type: desc.ggml_type,
         dims: desc.dims.to_vec(),
         bytes: bytes.into_owned(),
         row_len,

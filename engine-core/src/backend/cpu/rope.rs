@@ -5,15 +5,13 @@
 //! once: at positions in the thousands an `f32` angle is already off by ~1e-4 rad.
 
 use super::threads::Pool;
-use super::{need, shape_err, size};
 use crate::backend::{RopeParams, RopeStyle};
 use crate::Result;
 
 /// `x` holds at least `tokens·heads·head_dim` values; token `t` is at position `pos0 + t`.
 pub(crate) fn rope(pool: &Pool, x: &mut [f32], p: RopeParams) -> Result<()> {
-    const OP: &str = "rope";
     let RopeParams {
-        tokens,
+        tokens: _,
         heads,
         head_dim,
         rope_dim,
@@ -22,17 +20,8 @@ pub(crate) fn rope(pool: &Pool, x: &mut [f32], p: RopeParams) -> Result<()> {
         freq_scale,
         style,
     } = p;
-    if rope_dim > head_dim || !rope_dim.is_multiple_of(2) {
-        return Err(shape_err(
-            OP,
-            format!("rope_dim {rope_dim} must be even and at most head_dim {head_dim}"),
-        ));
-    }
-    let row = size(OP, &[heads, head_dim])?;
-    let len = size(OP, &[tokens, row])?;
-    need(OP, "x", x.len(), len)?;
-    pos0.checked_add(tokens)
-        .ok_or_else(|| shape_err(OP, "pos0 + tokens overflows"))?;
+    let len = p.check(x.len())?;
+    let row = heads * head_dim;
     if len == 0 || rope_dim == 0 {
         return Ok(());
     }
