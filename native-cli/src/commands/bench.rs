@@ -112,7 +112,7 @@ fn run_on<B: CliBackend>(engine: Engine<B>, args: &BenchArgs) -> Result<()> {
         "version": env!("CARGO_PKG_VERSION"),
         "model": engine.path.display().to_string(),
         "backend": engine.backend_name(),
-        "matmul": args.engine.matmul.name(),
+        "matmul": (args.engine.backend == BackendArg::Cpu).then(|| args.engine.matmul.name()),
         "threads": args.engine.threads(),
         "prompt_tokens": args.prompt_tokens,
         "gen_tokens": args.gen_tokens,
