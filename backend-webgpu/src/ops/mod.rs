@@ -58,9 +58,7 @@ pub(crate) fn upload_weight<D: Driver>(
     bytes: &[u8],
 ) -> Result<GpuWeight<D::Buf>> {
     let WeightLayout { row_len, rows } = WeightLayout::check(&desc, bytes.len())?;
-    let ty = desc.ggml_type;
-    let expected = bytes.len();
-    let padded = (expected as u64).next_multiple_of(4);
+    let padded = (bytes.len() as u64).next_multiple_of(4);
     b.check_binding(&format!("tensor '{}'", desc.name), padded)?;
     let buf = b.driver.create_buffer(padded, desc.name)?;
     let whole = bytes.len() / 4 * 4;
@@ -72,7 +70,7 @@ pub(crate) fn upload_weight<D: Driver>(
     }
     Ok(GpuWeight {
         buf,
-        ggml_type: ty,
+        ggml_type: desc.ggml_type,
         dims: desc.dims.to_vec(),
         row_len,
         rows,

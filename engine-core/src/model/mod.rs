@@ -104,7 +104,7 @@ impl<B: Backend> Model<B> {
         let (arch, hparams) = read_hparams(&store)?;
         let mp = plan::llama_plan(&store, &hparams, PlanKind::Streamed)?;
         let parts: Arc<[TensorPart]> = mp.parts.into();
-        let embedding = host_embedding(store.clone(), hparams.vocab_size)?;
+        let embedding = host_embedding(store.clone())?;
         let backend = backend.clone();
         let loader: Loader<usize, B::Weight> =
             Arc::new(move |t| upload(&backend, &store, &parts[t]));
@@ -228,30 +228,24 @@ fn usize_of(n: u64) -> Result<usize> {
 }
 
 /// Embedding rows gathered on the host straight from the store (the table stays off the device).
-fn host_embedding<S: ByteSource + 'static>(
-    store: Arc<WeightStore<S>>,
-    vocab: u64,
-) -> Result<HostEmbedding> {
+fn host_embedding<S: ByteSource + 'static>(store: Arc<WeightStore<S>>) -> Result<HostEmbedding> {
     let t = store.tensor("token_embd.weight")?;
-    let (ty, dim) = (t.ggml_type, t.dims.first().copied().unwrap_or(0));
+    let (ty, dim) = (t.ggml_type, usize_of(t.dims.first().copied().unwrap_or(0))?);
     if !ty.can_dequantize() {
         return Err(Error::UnsupportedType {
             ty,
             op: "embedding",
         });
     }
+    // Token ids were checked against the vocabulary by the forward pass; `row_range` checks them
+    // against the table itself.
     Ok(Arc::new(move |tokens: &[u32]| {
-        let mut out = vec![0f32; usize_of(dim)? * tokens.len()];
-        for (&tok, row) in tokens.iter().zip(out.chunks_mut(dim as usize)) {
-            if u64::from(tok) >= vocab {
-                return Err(Error::Shape {
-                    op: "embedding",
-                    detail: format!("token id {tok} ≥ vocabulary {vocab}"),
-                });
-            }
+        let mut out = vec![0f32; dim * tokens.len()];
+        let mut bytes = Vec::new();
+        for (&tok, row) in tokens.iter().zip(out.chunks_mut(dim.max(1))) {
             let range =
                 plan::row_range(&store, "token_embd.weight", &(tok as u64..tok as u64 + 1))?;
-            let mut bytes = vec![0u8; usize_of(range.end - range.start)?];
+            bytes.resize(usize_of(range.end - range.start)?, 0);
             store.read_range(range, &mut bytes)?;
             crate::quant::dequantize(ty, &bytes, row)?;
         }

@@ -79,13 +79,18 @@ impl<K: Copy + Eq + Hash, V> State<K, V> {
         }
     }
 
-    /// Files the outcome of a fetch of `key` that has just ended: kept for its waiters, or dropped
-    /// when it was cancelled or shut down meanwhile.
-    fn settle(&mut self, key: K, outcome: Fetched<V>, counters: FetchCounters) {
+    /// Ends the fetch of `key` in the policy and the counters.
+    fn finish(&mut self, key: K, counters: FetchCounters) -> Finish {
         add(&mut self.counters, counters);
         let finish = self.policy.finish(key);
         self.ended();
-        match finish {
+        finish
+    }
+
+    /// Files the outcome of a fetch of `key` that has just ended: kept for its waiters, or dropped
+    /// when it was cancelled or shut down meanwhile.
+    fn settle(&mut self, key: K, outcome: Fetched<V>, counters: FetchCounters) {
+        match self.finish(key, counters) {
             Finish::Deliver => {
                 self.ready.insert(key, outcome);
             }
@@ -268,11 +273,8 @@ where
                 st.began();
                 drop(st);
                 let (outcome, counters) = fetch(&self.shared, key);
-                let mut st = self.shared.lock();
-                st.policy.finish(key);
-                st.ended();
-                add(&mut st.counters, counters);
-                drop(st);
+                // The caller takes the outcome itself, whatever the policy says of it.
+                self.shared.lock().finish(key, counters);
                 // Waiters that found the key in flight meanwhile must not sleep forever.
                 self.shared.changed.notify_all();
                 return outcome;

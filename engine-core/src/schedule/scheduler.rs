@@ -86,11 +86,10 @@ impl<W: Send + Sync + 'static> LayerScheduler<W> {
         let meter = Arc::new(DeviceMeter::new(config.budget));
         let sizes: Arc<[u64]> = plan.tensors.iter().map(|t| t.bytes).collect();
         let mut me = Self::empty(plan, residency, config.profile, meter.clone());
+        me.load_pinned(|t| loader(t))?;
         if me.residency.all_resident {
-            me.load_pinned(|t| loader(t))?;
             return Ok(me);
         }
-        me.load_pinned(|t| loader(t))?;
         let wrapped: Loader<usize, Handle<W>> = Arc::new(move |t| {
             let w = loader(t)?;
             Ok(Arc::new(Resident::new(w, sizes[t], meter.clone())))
@@ -299,8 +298,12 @@ impl<W: Send + Sync + 'static> LayerScheduler<W> {
         self.prefetcher.as_ref().ok_or(Error::ShutDown)
     }
 
-    /// Files a fetched tensor, or turns its failure into the step's error.
-    fn settle(&mut self, step: usize, t: usize, outcome: Fetched<Handle<W>>) -> Result<()> {
+    /// Files a fetched tensor as resident, or releases its reservation and hands back the error.
+    fn file(
+        &mut self,
+        t: usize,
+        outcome: Fetched<Handle<W>>,
+    ) -> std::result::Result<(), Arc<Error>> {
         match outcome {
             Ok(h) => {
                 self.arrived(t);
@@ -309,25 +312,24 @@ impl<W: Send + Sync + 'static> LayerScheduler<W> {
             }
             Err(e) => {
                 self.release(t);
-                Err(self.layer_error(step, t, e))
+                Err(e)
             }
         }
     }
 
-    /// Takes every fetch that has finished.
+    /// Files a fetched tensor, or turns its failure into the step's error.
+    fn settle(&mut self, step: usize, t: usize, outcome: Fetched<Handle<W>>) -> Result<()> {
+        self.file(t, outcome)
+            .map_err(|e| self.layer_error(step, t, e))
+    }
+
+    /// Takes every fetch that has finished; failures wait for the step that needs them.
     fn collect(&mut self) {
         let Some(p) = &self.prefetcher else { return };
         for (t, outcome) in p.take_ready() {
             self.pending.remove(&t);
-            match outcome {
-                Ok(h) => {
-                    self.arrived(t);
-                    self.resident.insert(t, h);
-                }
-                Err(e) => {
-                    self.release(t);
-                    self.failed.insert(t, e);
-                }
+            if let Err(e) = self.file(t, outcome) {
+                self.failed.insert(t, e);
             }
         }
     }
@@ -410,15 +412,14 @@ impl<W: Send + Sync + 'static> LayerScheduler<W> {
                 {
                     continue;
                 }
-                let bytes = self.plan.tensors[t].bytes;
-                if !self.meter.try_reserve(bytes) {
+                if !self.meter.try_reserve(self.plan.tensors[t].bytes) {
                     self.watch.squeezed = true;
                     return;
                 }
                 if p.request(t).accepted() {
                     self.pending.insert(t);
                 } else {
-                    self.meter.release(bytes);
+                    self.release(t);
                     return;
                 }
             }
