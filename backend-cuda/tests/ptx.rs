@@ -29,7 +29,12 @@ fn every_kernel_file_compiles_to_ptx_with_its_entries() {
                         failures.push(format!("{}.cu: no `.entry {entry}` in its PTX", file.name));
                     }
                 }
-                println!("{}.cu: {} bytes of PTX, {} entries", file.name, src.len(), file.entries.len());
+                println!(
+                    "{}.cu: {} bytes of PTX, {} entries",
+                    file.name,
+                    src.len(),
+                    file.entries.len()
+                );
             }
             Err(e) => failures.push(e.to_string()),
         }

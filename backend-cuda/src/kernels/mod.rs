@@ -30,7 +30,11 @@ impl KernelFile {
     }
 
     /// The entry of this per-weight-type file for `ty`, or `UnsupportedType` for `op`.
-    pub(crate) fn entry_for(&self, op: &'static str, ty: GgmlType) -> engine_core::Result<&'static str> {
+    pub(crate) fn entry_for(
+        &self,
+        op: &'static str,
+        ty: GgmlType,
+    ) -> engine_core::Result<&'static str> {
         WEIGHT_TYPES
             .iter()
             .position(|&t| t == ty)
