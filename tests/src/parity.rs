@@ -3,6 +3,10 @@
 //! `BOUND`, and greedy tokens equal up to the first step where the CPU's top-2 margin is below it —
 //! with every layer resident, and streamed under a device budget of a quarter of the model. Shared
 //! by the WebGPU and CUDA tests, which differ only in how they get their backend.
+//!
+//! Teacher forcing runs the whole sequence in one pass (the prefill kernels, GEMM), and on some
+//! prompts again as a prompt pass then one token per pass (the decode kernels, GEMV). A backend
+//! may add variants of itself (other kernel paths) that run the decode way on some prompts.
 
 use crate::fixtures::{ReferenceFixture, ReferencePrompt};
 use engine_core::backend::cpu::{CpuBackend, CpuConfig, MatmulPath};
@@ -26,6 +30,21 @@ fn teacher_forced<B: Backend>(backend: &B, model: &Model<B>, p: &ReferencePrompt
     pollster::block_on(model.forward(backend, &mut session, &tokens, Logits::All)).unwrap()
 }
 
+/// The same logits as [`teacher_forced`], from a pass over the prompt then one pass per
+/// continuation token, as generation runs.
+fn stepwise<B: Backend>(backend: &B, model: &Model<B>, p: &ReferencePrompt) -> Vec<f32> {
+    let tokens = p.tokens();
+    let mut session = model.session(backend, tokens.len()).unwrap();
+    let prompt = &tokens[..p.ids.len()];
+    let mut logits =
+        pollster::block_on(model.forward(backend, &mut session, prompt, Logits::All)).unwrap();
+    for &t in &tokens[p.ids.len()..] {
+        let step = pollster::block_on(model.forward(backend, &mut session, &[t], Logits::Last));
+        logits.extend(step.unwrap());
+    }
+    logits
+}
+
 /// Top-1 minus top-2 of a row.
 fn margin(row: &[f32]) -> f32 {
     let (mut a, mut b) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
@@ -41,8 +60,10 @@ fn margin(row: &[f32]) -> f32 {
 }
 
 /// Runs SmolLM2 (the GGUF at `file`) on `gpu` resident and streamed, against the CPU exact path,
-/// over every prompt of the `smollm2` fixture.
-pub fn matches_cpu_exact_resident_and_streamed<B>(gpu: &B, file: &Path)
+/// over every prompt of the `smollm2` fixture; decoding one token per pass on every third prompt,
+/// and each of `variants` (a name and a differently configured backend), resident and decoding,
+/// on every third prompt of another third (software adapters are slow).
+pub fn matches_cpu_exact_resident_and_streamed<B>(gpu: &B, file: &Path, variants: &[(&str, B)])
 where
     B: Backend + Clone + Send + Sync + 'static,
 {
@@ -68,14 +89,32 @@ where
         },
     )
     .unwrap();
+    let variants: Vec<(&str, &B, Model<B>)> = variants
+        .iter()
+        .map(|(name, b)| (*name, b, Model::load(b, &*store).unwrap()))
+        .collect();
+    for (name, b, _) in &variants {
+        println!("variant {name}: {}", b.name());
+    }
     let fx = ReferenceFixture::load("smollm2");
     let vocab = cpu_model.vocab_size();
     assert!(fx.prompts.len() >= 10);
-    for p in &fx.prompts {
+    for (n, p) in fx.prompts.iter().enumerate() {
         let name = &p.name;
         let want = teacher_forced(&cpu, &cpu_model, p);
-        for (how, model) in [("resident", &resident), ("streamed", &streamed)] {
-            let got = teacher_forced(gpu, model, p);
+        let mut runs = vec![
+            ("resident", teacher_forced(gpu, &resident, p)),
+            ("streamed", teacher_forced(gpu, &streamed, p)),
+        ];
+        if n % 3 == 0 {
+            runs.push(("decode", stepwise(gpu, &resident, p)));
+        }
+        if n % 3 == 1 {
+            for (variant, b, model) in &variants {
+                runs.push((variant, stepwise(*b, model, p)));
+            }
+        }
+        for (how, got) in runs {
             assert_eq!(got.len(), want.len());
             let worst = got
                 .iter()

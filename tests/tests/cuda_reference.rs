@@ -22,5 +22,5 @@ fn cuda_matches_the_cpu_exact_path_resident_and_streamed() {
     let Some(file) = model_or_skip("smollm2-135m-instruct-q4_1") else {
         return;
     };
-    matches_cpu_exact_resident_and_streamed(&gpu, &file);
+    matches_cpu_exact_resident_and_streamed(&gpu, &file, &[]);
 }
