@@ -77,6 +77,13 @@ impl<B> GpuWeight<B> {
         self.rows
     }
 
+    pub(crate) fn layout(&self) -> engine_core::backend::WeightLayout {
+        engine_core::backend::WeightLayout {
+            row_len: self.row_len,
+            rows: self.rows,
+        }
+    }
+
     /// Bytes of one row (whole blocks).
     pub fn row_bytes(&self) -> usize {
         self.row_len / self.ggml_type.block_size() * self.ggml_type.type_size()

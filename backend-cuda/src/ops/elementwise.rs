@@ -1,7 +1,7 @@
 //! `add` and `silu_mul` (one thread per value), and `copy_rows` (a device-to-device copy on the
 //! compute stream).
 
-use super::{grid_items, launch, need, shape_err, size};
+use super::{grid_items, launch, need};
 use crate::kernels::{ADD, SILU_MUL};
 use crate::{CudaBackend, CudaBuffer, CudaError};
 use engine_core::backend::CopyRowsParams;
@@ -59,26 +59,11 @@ pub(crate) fn copy_rows(
     dst: &mut CudaBuffer,
     p: CopyRowsParams,
 ) -> Result<()> {
-    const OP: &str = "copy_rows";
-    let CopyRowsParams {
-        rows,
-        cols,
-        src_row0,
-        dst_row0,
-    } = p;
-    let end = |row0: usize| {
-        let last = row0
-            .checked_add(rows)
-            .ok_or_else(|| shape_err(OP, "rows overflow"))?;
-        size(OP, &[last, cols])
-    };
-    need(OP, "src", src.len, end(src_row0)?)?;
-    need(OP, "dst", dst.len, end(dst_row0)?)?;
-    let len = rows * cols;
+    let len = p.check(src.len, dst.len)?;
     if len == 0 {
         return Ok(());
     }
-    let (s0, d0) = (src_row0 * cols, dst_row0 * cols);
+    let (s0, d0) = (p.src_row0 * p.cols, p.dst_row0 * p.cols);
     b.dev()
         .compute
         .memcpy_dtod(

@@ -1,10 +1,11 @@
 //! Whole-weight dequantization and embedding row gathers: one thread per group of eight values.
 //! Every id is checked before anything runs, so a bad id leaves `out` untouched (as on the CPU).
 
-use super::{grid_items, launch, need, shape_err, size, u32_of};
+use super::{grid_items, launch, need, size, u32_of};
 use crate::kernels::{DEQUANT, EMBEDDING};
 use crate::{CudaBackend, CudaBuffer, CudaWeight};
 use cudarc::driver::DeviceRepr;
+use engine_core::backend::checks::check_ids;
 use engine_core::Result;
 
 /// `GatherParams` in dequant.cu and embedding.cu.
@@ -64,19 +65,7 @@ pub(crate) fn embedding(
     const OP: &str = "embedding";
     let entry = EMBEDDING.entry_for(OP, table.ggml_type)?;
     need(OP, "out", out.len, size(OP, &[ids.len(), table.row_len])?)?;
-    if let Some((i, &id)) = ids
-        .iter()
-        .enumerate()
-        .find(|(_, &id)| id as usize >= table.rows)
-    {
-        return Err(shape_err(
-            OP,
-            format!(
-                "token id {id} (position {i}) is out of range: the table has {} rows",
-                table.rows
-            ),
-        ));
-    }
+    check_ids(OP, ids, table.rows)?;
     if table.row_len == 0 || ids.is_empty() {
         return Ok(());
     }

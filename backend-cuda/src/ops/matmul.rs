@@ -2,13 +2,13 @@
 //! per weight row) and a tiled GEMM for more (prefill). Shapes are checked as the CPU backend
 //! checks them, with the same error ops.
 
-use super::{grid, launch, need, shape_err, size, u32_of, THREADS};
+use super::{grid, launch, shape_err, u32_of, THREADS};
 use crate::kernels::{GEMM, GEMV};
 use crate::{CudaBackend, CudaBuffer, CudaWeight};
 use cudarc::driver::{DeviceRepr, LaunchConfig};
-use engine_core::backend::MatmulShape;
-use engine_core::quant::GgmlType;
-use engine_core::{Error, Result};
+use engine_core::backend::checks::float_type_code;
+use engine_core::backend::{MatmulShape, WeightLayout};
+use engine_core::Result;
 
 /// Weight rows per GEMV block (`GEMV_ROWS` in gemv.cu): one per warp of the 256 threads.
 const GEMV_ROWS: usize = 8;
@@ -46,32 +46,16 @@ pub(crate) fn matmul(
         GEMV.entry_for(OP, w.ggml_type)?,
         GEMM.entry_for(OP, w.ggml_type)?,
     );
-    if w.row_len != k || w.rows != n {
-        return Err(shape_err(
-            OP,
-            format!(
-                "weight has {} rows of {} (dims {:?}), the shape asks for n={n} rows of k={k}",
-                w.rows, w.row_len, w.dims
-            ),
-        ));
-    }
-    need(OP, "x", x.len, size(OP, &[m, k])?)?;
-    need(OP, "out", out.len, size(OP, &[m, n])?)?;
+    let layout = WeightLayout {
+        row_len: w.row_len,
+        rows: w.rows,
+    };
     let bias_kind = match bias {
         None => 0,
-        Some(bw) => {
-            let kind = match bw.ggml_type {
-                GgmlType::F32 => 1,
-                GgmlType::F16 => 2,
-                ty => return Err(Error::UnsupportedType { ty, op: OP }),
-            };
-            let values = bw.row_len * bw.rows;
-            if values != n {
-                return Err(shape_err(OP, format!("bias has {values} values, n is {n}")));
-            }
-            kind
-        }
+        Some(bw) => float_type_code(OP, bw.ggml_type)?,
     };
+    let bias_values = bias.map(|bw| bw.row_len * bw.rows);
+    shape.check(layout, &w.dims, bias_values, x.len, out.len)?;
     if m == 0 || n == 0 {
         return Ok(());
     }

@@ -31,28 +31,15 @@ pub(crate) fn rope(b: &CudaBackend, x: &mut CudaBuffer, p: RopeParams) -> Result
         heads,
         head_dim,
         rope_dim,
-        pos0,
-        freq_base,
-        freq_scale,
         style,
+        ..
     } = p;
     let len = p.check(x.len)?;
     if len == 0 || rope_dim == 0 {
         return Ok(());
     }
     let half = rope_dim / 2;
-    let inv_freq: Vec<f64> = (0..half)
-        .map(|i| f64::from(freq_base).powf(-2.0 * i as f64 / rope_dim as f64))
-        .collect();
-    let mut cs = Vec::with_capacity(size(OP, &[tokens, half, 2])?);
-    for t in 0..tokens {
-        let pos = (pos0 + t) as f64 * f64::from(freq_scale);
-        for &f in &inv_freq {
-            let (s, c) = (pos * f).sin_cos();
-            cs.push(c);
-            cs.push(s);
-        }
-    }
+    let cs: Vec<f64> = p.angle_table().into_iter().flatten().collect();
     let stream = &b.dev().compute;
     let table = stream.clone_htod(&cs).map_err(|e| {
         b.dev()

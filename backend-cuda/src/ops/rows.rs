@@ -5,9 +5,9 @@ use super::{grid, launch, need, shape_err, size, u32_of, THREADS};
 use crate::kernels::{ARGMAX, RMS_NORM, SOFTMAX};
 use crate::{CudaBackend, CudaBuffer, CudaError, CudaWeight};
 use cudarc::driver::DeviceRepr;
+use engine_core::backend::checks::float_type_code;
 use engine_core::backend::{RmsNormParams, RowsParams};
-use engine_core::quant::GgmlType;
-use engine_core::{Error, Result};
+use engine_core::Result;
 
 /// `RmsNormParams` in rms_norm.cu.
 #[repr(C)]
@@ -41,20 +41,11 @@ pub(crate) fn rms_norm(
 ) -> Result<()> {
     const OP: &str = "rms_norm";
     let RmsNormParams { rows, dim, eps } = p;
-    let entry = match w.ggml_type {
-        GgmlType::F32 => "rms_norm_f32",
-        GgmlType::F16 => "rms_norm_f16",
-        ty => return Err(Error::UnsupportedType { ty, op: OP }),
+    let entry = match float_type_code(OP, w.ggml_type)? {
+        1 => "rms_norm_f32",
+        _ => "rms_norm_f16",
     };
-    if w.row_len * w.rows != dim {
-        return Err(shape_err(
-            OP,
-            format!("weight has {} values, dim is {dim}", w.row_len * w.rows),
-        ));
-    }
-    let len = size(OP, &[rows, dim])?;
-    need(OP, "x", x.len, len)?;
-    need(OP, "out", out.len, len)?;
+    let len = p.check(w.row_len * w.rows, x.len, out.len)?;
     if len == 0 {
         return Ok(());
     }

@@ -3,11 +3,12 @@
 //! backend checks them, with the same error ops. A weight split into parts takes one dispatch per
 //! part, each writing its own rows' outputs.
 
-use super::{grid, need, params, shape_err, size, u32_of};
+use super::{grid, need, params, size, u32_of};
 use crate::kernels::{
     Kernel, DEQUANT, EMBEDDING, MATMUL_GEMM, MATMUL_GEMV, MATMUL_GEMV_SUBGROUP, WEIGHT_TYPES,
 };
 use crate::{Driver, GpuBuffer, GpuWeight, SubgroupSizes, WebGpuBackend, WeightPart};
+use engine_core::backend::checks::{check_ids, float_type_code, MatmulSizes};
 use engine_core::backend::MatmulShape;
 use engine_core::quant::GgmlType;
 use engine_core::{Error, Result};
@@ -69,34 +70,12 @@ pub(crate) fn matmul<D: Driver>(
     const OP: &str = "matmul";
     let MatmulShape { m, n, k } = shape;
     let ti = type_index(OP, w.ggml_type)?;
-    if w.row_len != k || w.rows != n {
-        return Err(shape_err(
-            OP,
-            format!(
-                "weight has {} rows of {} (dims {:?}), the shape asks for n={n} rows of k={k}",
-                w.rows, w.row_len, w.dims
-            ),
-        ));
-    }
-    let mk = size(OP, &[m, k])?;
-    let mn = size(OP, &[m, n])?;
-    need(OP, "x", x.len, mk)?;
-    need(OP, "out", out.len, mn)?;
     let bias_kind = match bias {
         None => 0,
-        Some(bw) => {
-            let kind = match bw.ggml_type {
-                GgmlType::F32 => 1,
-                GgmlType::F16 => 2,
-                ty => return Err(Error::UnsupportedType { ty, op: OP }),
-            };
-            let values = bw.row_len * bw.rows;
-            if values != n {
-                return Err(shape_err(OP, format!("bias has {values} values, n is {n}")));
-            }
-            kind
-        }
+        Some(bw) => float_type_code(OP, bw.ggml_type)?,
     };
+    let bias_values = bias.map(|bw| bw.row_len * bw.rows);
+    let MatmulSizes { mk, mn } = shape.check(w.layout(), &w.dims, bias_values, x.len, out.len)?;
     if mn == 0 {
         return Ok(());
     }
@@ -189,20 +168,7 @@ pub(crate) fn embedding<D: Driver>(
     let k = table.row_len;
     let len = size(OP, &[ids.len(), k])?;
     need(OP, "out", out.len, len)?;
-    // Every id is checked before anything runs, so a bad id leaves `out` untouched (as on the CPU).
-    if let Some((i, &id)) = ids
-        .iter()
-        .enumerate()
-        .find(|(_, &id)| id as usize >= table.rows)
-    {
-        return Err(shape_err(
-            OP,
-            format!(
-                "token id {id} (position {i}) is out of range: the table has {} rows",
-                table.rows
-            ),
-        ));
-    }
+    check_ids(OP, ids, table.rows)?;
     if k == 0 || ids.is_empty() {
         return Ok(());
     }

@@ -18,28 +18,20 @@ pub(crate) fn rope<D: Driver>(
         heads,
         head_dim,
         rope_dim,
-        pos0,
-        freq_base,
-        freq_scale,
         style,
+        ..
     } = p;
     let len = p.check(x.len)?;
     if len == 0 || rope_dim == 0 {
         return Ok(());
     }
     let half = rope_dim / 2;
-    let inv_freq: Vec<f64> = (0..half)
-        .map(|i| f64::from(freq_base).powf(-2.0 * i as f64 / rope_dim as f64))
+    // The angles in f64, rounded once to f32 (the CPU rotates in f64).
+    let cs: Vec<f32> = p
+        .angle_table()
+        .into_iter()
+        .flat_map(|[c, s]| [c as f32, s as f32])
         .collect();
-    let mut cs = Vec::with_capacity(tokens * half * 2);
-    for t in 0..tokens {
-        let pos = (pos0 + t) as f64 * f64::from(freq_scale);
-        for &f in &inv_freq {
-            let (s, c) = (pos * f).sin_cos();
-            cs.push(c as f32);
-            cs.push(s as f32);
-        }
-    }
     let table = b.driver.create_buffer(cs.len() as u64 * 4, "rope table")?;
     b.driver.write(&table, 0, bytemuck::cast_slice(&cs))?;
     let words = [

@@ -4,9 +4,9 @@
 use super::{grid, need, params, shape_err, size, u32_of};
 use crate::kernels::{ARGMAX, RMS_NORM_F16, RMS_NORM_F32, SOFTMAX};
 use crate::{Driver, GpuBuffer, GpuWeight, WebGpuBackend};
+use engine_core::backend::checks::float_type_code;
 use engine_core::backend::{CopyRowsParams, RmsNormParams, RowsParams};
-use engine_core::quant::GgmlType;
-use engine_core::{Error, Result};
+use engine_core::Result;
 use std::future::Future;
 
 pub(crate) fn rms_norm<D: Driver>(
@@ -18,20 +18,11 @@ pub(crate) fn rms_norm<D: Driver>(
 ) -> Result<()> {
     const OP: &str = "rms_norm";
     let RmsNormParams { rows, dim, eps } = p;
-    let kernel = match w.ggml_type {
-        GgmlType::F32 => &RMS_NORM_F32,
-        GgmlType::F16 => &RMS_NORM_F16,
-        ty => return Err(Error::UnsupportedType { ty, op: OP }),
+    let kernel = match float_type_code(OP, w.ggml_type)? {
+        1 => &RMS_NORM_F32,
+        _ => &RMS_NORM_F16,
     };
-    if w.row_len * w.rows != dim {
-        return Err(shape_err(
-            OP,
-            format!("weight has {} values, dim is {dim}", w.row_len * w.rows),
-        ));
-    }
-    let len = size(OP, &[rows, dim])?;
-    need(OP, "x", x.len, len)?;
-    need(OP, "out", out.len, len)?;
+    p.check(w.row_len * w.rows, x.len, out.len)?;
     let words = [
         u32_of(OP, "rows", rows)?,
         u32_of(OP, "dim", dim)?,
@@ -52,39 +43,12 @@ pub(crate) fn copy_rows<D: Driver>(
     dst: &mut GpuBuffer<D::Buf>,
     p: CopyRowsParams,
 ) -> Result<()> {
-    const OP: &str = "copy_rows";
-    let CopyRowsParams {
-        rows,
-        cols,
-        src_row0,
-        dst_row0,
-    } = p;
-    let src_end = size(
-        OP,
-        &[
-            src_row0
-                .checked_add(rows)
-                .ok_or_else(|| shape_err(OP, "rows overflow"))?,
-            cols,
-        ],
-    )?;
-    let dst_end = size(
-        OP,
-        &[
-            dst_row0
-                .checked_add(rows)
-                .ok_or_else(|| shape_err(OP, "rows overflow"))?,
-            cols,
-        ],
-    )?;
-    need(OP, "src", src.len, src_end)?;
-    need(OP, "dst", dst.len, dst_end)?;
-    let len = (rows * cols) as u64 * 4;
+    let len = p.check(src.len, dst.len)? as u64 * 4;
     b.driver.copy(
         &src.buf,
-        (src_row0 * cols) as u64 * 4,
+        (p.src_row0 * p.cols) as u64 * 4,
         &dst.buf,
-        (dst_row0 * cols) as u64 * 4,
+        (p.dst_row0 * p.cols) as u64 * 4,
         len,
     )
 }

@@ -1,7 +1,8 @@
 //! Shape checks every backend makes before running an op, in one place so that all backends
 //! refuse the same inputs with the same errors.
 
-use super::{AttentionParams, RopeParams, WeightDesc};
+use super::{AttentionParams, CopyRowsParams, MatmulShape, RmsNormParams, RopeParams, WeightDesc};
+use crate::quant::GgmlType;
 use crate::{Error, Result};
 
 /// `Error::Shape` for `op`.
@@ -152,5 +153,125 @@ impl RopeParams {
             .checked_add(self.tokens)
             .ok_or_else(|| shape_err(OP, "pos0 + tokens overflows"))?;
         Ok(len)
+    }
+}
+
+/// The sizes a matmul reads and writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatmulSizes {
+    /// Values of `x` read (`m·k`).
+    pub mk: usize,
+    /// Values of `out` written (`m·n`).
+    pub mn: usize,
+}
+
+impl MatmulShape {
+    /// Checks the weight (`w`, with `dims` for the message) against the shape, a bias of
+    /// `bias_values` values, and the buffers' lengths.
+    pub fn check(
+        &self,
+        w: WeightLayout,
+        dims: &[u64],
+        bias_values: Option<usize>,
+        x_len: usize,
+        out_len: usize,
+    ) -> Result<MatmulSizes> {
+        const OP: &str = "matmul";
+        let MatmulShape { m, n, k } = *self;
+        if w.row_len != k || w.rows != n {
+            return Err(shape_err(
+                OP,
+                format!(
+                    "weight has {} rows of {} (dims {dims:?}), the shape asks for n={n} rows of \
+                     k={k}",
+                    w.rows, w.row_len
+                ),
+            ));
+        }
+        let mk = size(OP, &[m, k])?;
+        let mn = size(OP, &[m, n])?;
+        need(OP, "x", x_len, mk)?;
+        need(OP, "out", out_len, mn)?;
+        if let Some(values) = bias_values.filter(|&v| v != n) {
+            return Err(shape_err(OP, format!("bias has {values} values, n is {n}")));
+        }
+        Ok(MatmulSizes { mk, mn })
+    }
+}
+
+impl RmsNormParams {
+    /// Checks the weight's length and the buffers; returns the values normalised (`rows·dim`).
+    pub fn check(&self, weight_values: usize, x_len: usize, out_len: usize) -> Result<usize> {
+        const OP: &str = "rms_norm";
+        let dim = self.dim;
+        if weight_values != dim {
+            return Err(shape_err(
+                OP,
+                format!("weight has {weight_values} values, dim is {dim}"),
+            ));
+        }
+        let len = size(OP, &[self.rows, dim])?;
+        need(OP, "x", x_len, len)?;
+        need(OP, "out", out_len, len)?;
+        Ok(len)
+    }
+}
+
+impl CopyRowsParams {
+    /// Checks both buffers hold their rows; returns the values copied (`rows·cols`).
+    pub fn check(&self, src_len: usize, dst_len: usize) -> Result<usize> {
+        const OP: &str = "copy_rows";
+        let end = |row0: usize| {
+            let last = row0
+                .checked_add(self.rows)
+                .ok_or_else(|| shape_err(OP, "rows overflow"))?;
+            size(OP, &[last, self.cols])
+        };
+        need(OP, "src", src_len, end(self.src_row0)?)?;
+        need(OP, "dst", dst_len, end(self.dst_row0)?)?;
+        size(OP, &[self.rows, self.cols])
+    }
+}
+
+/// Checks every token id against a table of `rows` rows, before anything is written, so a bad id
+/// leaves the output untouched.
+pub fn check_ids(op: &'static str, ids: &[u32], rows: usize) -> Result<()> {
+    match ids.iter().enumerate().find(|(_, &id)| id as usize >= rows) {
+        Some((i, &id)) => Err(shape_err(
+            op,
+            format!("token id {id} (position {i}) is out of range: the table has {rows} rows"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The code GPU kernels take for a float weight read whole (a bias, a norm weight): 1 for F32,
+/// 2 for F16; other types are refused for `op`.
+pub fn float_type_code(op: &'static str, ty: GgmlType) -> Result<u32> {
+    match ty {
+        GgmlType::F32 => Ok(1),
+        GgmlType::F16 => Ok(2),
+        ty => Err(Error::UnsupportedType { ty, op }),
+    }
+}
+
+impl RopeParams {
+    /// `[cos, sin]` of each token's angle for each rotated pair, token-major, in f64: the table
+    /// GPU kernels read, so every backend rotates by the same correctly rounded angles. Call after
+    /// [`RopeParams::check`].
+    pub fn angle_table(&self) -> Vec<[f64; 2]> {
+        let half = self.rope_dim / 2;
+        let inv_freq: Vec<f64> = (0..half)
+            .map(|i| f64::from(self.freq_base).powf(-2.0 * i as f64 / self.rope_dim as f64))
+            .collect();
+        (0..self.tokens)
+            .flat_map(|t| {
+                let pos = (self.pos0 + t) as f64 * f64::from(self.freq_scale);
+                inv_freq.iter().map(move |&f| {
+                    let (s, c) = (pos * f).sin_cos();
+                    [c, s]
+                })
+            })
+            .collect()
     }
 }

@@ -1,7 +1,7 @@
 //! Element-wise ops: `silu_mul` (the SwiGLU gate), `add` (residuals) and `copy_rows` (KV append).
 
+use super::need;
 use super::threads::Pool;
-use super::{need, shape_err, size};
 use crate::backend::CopyRowsParams;
 use crate::Result;
 
@@ -54,26 +54,10 @@ pub(crate) fn add(pool: &Pool, acc: &mut [f32], x: &[f32], len: usize) -> Result
 
 /// Copies `rows·cols` values of `src` from row `src_row0` to `dst` from row `dst_row0`.
 pub(crate) fn copy_rows(src: &[f32], dst: &mut [f32], p: CopyRowsParams) -> Result<()> {
-    const OP: &str = "copy_rows";
-    let CopyRowsParams {
-        rows,
-        cols,
-        src_row0,
-        dst_row0,
-    } = p;
-    let len = size(OP, &[rows, cols])?;
-    let range = |row0: usize, what: &str| -> Result<(usize, usize)> {
-        let start = size(OP, &[row0, cols])?;
-        let end = start
-            .checked_add(len)
-            .ok_or_else(|| shape_err(OP, format!("{what} end overflows")))?;
-        Ok((start, end))
-    };
-    let (src_start, src_end) = range(src_row0, "source")?;
-    let (dst_start, dst_end) = range(dst_row0, "destination")?;
-    need(OP, "src", src.len(), src_end)?;
-    need(OP, "dst", dst.len(), dst_end)?;
-    dst[dst_start..dst_end].copy_from_slice(&src[src_start..src_end]);
+    let len = p.check(src.len(), dst.len())?;
+    // Both ends are within the checked lengths, so these products cannot overflow.
+    let (s0, d0) = (p.src_row0 * p.cols, p.dst_row0 * p.cols);
+    dst[d0..d0 + len].copy_from_slice(&src[s0..s0 + len]);
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! Embedding lookup (dequantized rows of a table) and whole-weight dequantization.
 
 use super::threads::Pool;
-use super::{check_dequantizable, need, shape_err, size, CpuWeight};
+use super::{check_dequantizable, check_ids, need, size, CpuWeight};
 use crate::quant::dequantize;
 use crate::Result;
 
@@ -20,20 +20,7 @@ pub(crate) fn embedding(
     let k = table.row_len();
     let len = size(OP, &[ids.len(), k])?;
     need(OP, "out", out.len(), len)?;
-    // Check every id before writing anything, so a bad id leaves `out` untouched.
-    if let Some((i, &id)) = ids
-        .iter()
-        .enumerate()
-        .find(|(_, &id)| id as usize >= table.rows())
-    {
-        return Err(shape_err(
-            OP,
-            format!(
-                "token id {id} (position {i}) is out of range: the table has {} rows",
-                table.rows()
-            ),
-        ));
-    }
+    check_ids(OP, ids, table.rows())?;
     if k == 0 {
         return Ok(());
     }

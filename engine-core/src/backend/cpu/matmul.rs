@@ -5,8 +5,8 @@
 
 use super::fast;
 use super::threads::Pool;
-use super::{check_dequantizable, need, shape_err, size, CpuWeight, MatmulPath};
-use crate::backend::MatmulShape;
+use super::{check_dequantizable, CpuWeight, MatmulPath, MatmulSizes};
+use crate::backend::{MatmulShape, WeightLayout};
 use crate::quant::{dequantize, dequantize_to_vec};
 use crate::Result;
 
@@ -55,30 +55,15 @@ pub(crate) fn matmul(
     const OP: &str = "matmul";
     let MatmulShape { m, n, k } = shape;
     check_dequantizable(OP, w)?;
-    if w.row_len() != k || w.rows() != n {
-        return Err(shape_err(
-            OP,
-            format!(
-                "weight has {} rows of {} (dims {:?}), the shape asks for n={n} rows of k={k}",
-                w.rows(),
-                w.row_len(),
-                w.dims()
-            ),
-        ));
-    }
-    let mk = size(OP, &[m, k])?;
-    let mn = size(OP, &[m, n])?;
-    need(OP, "x", x.len(), mk)?;
-    need(OP, "out", out.len(), mn)?;
+    let layout = WeightLayout {
+        row_len: w.row_len(),
+        rows: w.rows(),
+    };
+    let bias_values = bias.map(|b| b.elements());
+    let MatmulSizes { mk, mn } = shape.check(layout, w.dims(), bias_values, x.len(), out.len())?;
     let bias = match bias {
         Some(b) => {
             check_dequantizable(OP, b)?;
-            if b.elements() != n {
-                return Err(shape_err(
-                    OP,
-                    format!("bias has {} values, n is {n}", b.elements()),
-                ));
-            }
             Some(dequantize_to_vec(b.ggml_type(), b.bytes())?)
         }
         None => None,

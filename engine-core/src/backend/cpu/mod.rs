@@ -188,7 +188,7 @@ impl CpuBackend {
     }
 }
 
-pub(crate) use super::checks::{need, shape_err, size};
+pub(crate) use super::checks::{check_ids, need, shape_err, size, MatmulSizes};
 
 /// Checks that weight `w` can be dequantized by the CPU kernels of `op`.
 pub(crate) fn check_dequantizable(op: &'static str, w: &CpuWeight) -> Result<()> {

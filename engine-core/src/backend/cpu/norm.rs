@@ -4,7 +4,7 @@
 //! the products are `f32`.
 
 use super::threads::Pool;
-use super::{check_dequantizable, need, shape_err, size, CpuWeight};
+use super::{check_dequantizable, CpuWeight};
 use crate::backend::RmsNormParams;
 use crate::quant::dequantize_to_vec;
 use crate::Result;
@@ -24,15 +24,7 @@ pub(crate) fn rms_norm(
     const OP: &str = "rms_norm";
     let RmsNormParams { rows, dim, eps } = p;
     check_dequantizable(OP, w)?;
-    if w.elements() != dim {
-        return Err(shape_err(
-            OP,
-            format!("weight has {} values, dim is {dim}", w.elements()),
-        ));
-    }
-    let len = size(OP, &[rows, dim])?;
-    need(OP, "x", x.len(), len)?;
-    need(OP, "out", out.len(), len)?;
+    let len = p.check(w.elements(), x.len(), out.len())?;
     if len == 0 {
         return Ok(());
     }

@@ -11,14 +11,11 @@ use crate::Result;
 /// `x` holds at least `tokens·heads·head_dim` values; token `t` is at position `pos0 + t`.
 pub(crate) fn rope(pool: &Pool, x: &mut [f32], p: RopeParams) -> Result<()> {
     let RopeParams {
-        tokens: _,
         heads,
         head_dim,
         rope_dim,
-        pos0,
-        freq_base,
-        freq_scale,
         style,
+        ..
     } = p;
     let len = p.check(x.len())?;
     let row = heads * head_dim;
@@ -26,20 +23,11 @@ pub(crate) fn rope(pool: &Pool, x: &mut [f32], p: RopeParams) -> Result<()> {
         return Ok(());
     }
     let half = rope_dim / 2;
-    let inv_freq: Vec<f64> = (0..half)
-        .map(|i| f64::from(freq_base).powf(-2.0 * i as f64 / rope_dim as f64))
-        .collect();
+    let table = p.angle_table();
     pool.try_chunks_mut(&mut x[..len], row, |t, xt| {
-        let pos = (pos0 + t) as f64 * f64::from(freq_scale);
-        let cs: Vec<(f64, f64)> = inv_freq
-            .iter()
-            .map(|&f| {
-                let (s, c) = (pos * f).sin_cos();
-                (c, s)
-            })
-            .collect();
+        let cs = &table[t * half..(t + 1) * half];
         for head in xt.chunks_exact_mut(head_dim) {
-            for (i, &(c, s)) in cs.iter().enumerate() {
+            for (i, &[c, s]) in cs.iter().enumerate() {
                 let (a, b) = match style {
                     RopeStyle::Normal => (2 * i, 2 * i + 1),
                     RopeStyle::Neox => (i, i + half),
