@@ -39,6 +39,22 @@ if [ -n "$(vulkan_icds)" ]; then
 else
   echo "test.sh: no Vulkan driver: WebGPU tests will say they skip"
 fi
+# CUDA kernels compile to PTX with NVRTC on every run, GPU or not: NVRTC comes from the
+# nvidia-cuda-nvrtc-cu12 package (pip, into the user cache, once); once it is there the PTX test
+# must find it (SLUICE_REQUIRE_NVRTC=1) instead of skipping. cudarc loads libnvrtc.so.12, the name
+# the wheel ships, through LD_LIBRARY_PATH.
+nvrtc_dir="${XDG_CACHE_HOME:-$HOME/.cache}/sluice/nvrtc"
+nvrtc_lib="$nvrtc_dir/nvidia/cuda_nvrtc/lib"
+if [ ! -e "$nvrtc_lib/libnvrtc.so.12" ]; then
+  echo "test.sh: installing nvidia-cuda-nvrtc-cu12 into $nvrtc_dir for the PTX test"
+  python3 -m pip install --quiet --disable-pip-version-check --target "$nvrtc_dir" \
+    "nvidia-cuda-nvrtc-cu12==12.9.*" >/dev/null 2>&1 ||
+    echo "test.sh: could not install nvidia-cuda-nvrtc-cu12: the PTX test will say it skips"
+fi
+if [ -e "$nvrtc_lib/libnvrtc.so.12" ]; then
+  export LD_LIBRARY_PATH="$nvrtc_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  export SLUICE_REQUIRE_NVRTC="${SLUICE_REQUIRE_NVRTC:-1}"
+fi
 # The GGUF fuzz test also mutates the real default model's header.
 export SLUICE_FUZZ_GGUF="${SLUICE_FUZZ_GGUF:-${SLUICE_TEST_MODEL_SMOLLM2:-}}"
 [ -n "$SLUICE_FUZZ_GGUF" ] || unset SLUICE_FUZZ_GGUF

@@ -5,8 +5,12 @@
 //! ## Design
 //! Activations are `f32` storage buffers; weights are uploaded as their GGUF bytes (quantized
 //! blocks) and every kernel that reads one decodes the blocks itself. Ops validate shapes on the
-//! host and return `Error::Shape` as the CPU backend does. A tensor larger than the adapter's
-//! storage binding limit is refused with the limit and the excess named.
+//! host and return `Error::Shape` as the CPU backend does.
+//!
+//! A weight larger than one storage binding is split by rows into parts that each fit one, and the
+//! matmul, dequant and embedding ops run once per part; only a single row larger than a binding
+//! is refused, with the limit and the excess named. Where the adapter has subgroups, the decode
+//! matmul (GEMV) reduces with them; the workgroup-memory kernels are the fallback.
 
 pub mod driver;
 pub mod kernels;
@@ -14,7 +18,7 @@ mod ops;
 
 #[cfg(not(target_family = "wasm"))]
 pub use driver::WgpuDriver;
-pub use driver::{DefaultDriver, DeviceLimits, Driver};
+pub use driver::{DefaultDriver, DeviceLimits, Driver, SubgroupSizes};
 #[cfg(target_family = "wasm")]
 pub use driver::{WebSysBuffer, WebSysDriver};
 
@@ -43,9 +47,16 @@ impl<B> GpuBuffer<B> {
     }
 }
 
-/// A tensor on the device as stored in the GGUF.
-pub struct GpuWeight<B> {
+/// Rows `row0..row0 + rows` of a weight, in one storage buffer that fits one binding.
+pub(crate) struct WeightPart<B> {
     buf: B,
+    row0: usize,
+    rows: usize,
+}
+
+/// A tensor on the device as stored in the GGUF, in one or more row-range parts.
+pub struct GpuWeight<B> {
+    parts: Vec<WeightPart<B>>,
     ggml_type: GgmlType,
     dims: Vec<u64>,
     row_len: usize,
@@ -74,12 +85,41 @@ impl<B> GpuWeight<B> {
     pub fn row_bytes(&self) -> usize {
         self.row_len / self.ggml_type.block_size() * self.ggml_type.type_size()
     }
+
+    /// How many storage buffers hold the weight (more than one when it exceeds a binding).
+    pub fn parts(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// The one buffer of a weight that an op reads whole (norm weights, biases); `Err` naming the
+    /// op when it was split, which only a weight larger than a storage binding is.
+    pub(crate) fn whole(&self, op: &'static str) -> Result<&B> {
+        match self.parts.as_slice() {
+            [one] => Ok(&one.buf),
+            parts => Err(Error::Config(format!(
+                "{op}: a weight of {} rows is split into {} storage buffers; {op} reads it in one \
+                 binding",
+                self.rows,
+                parts.len()
+            ))),
+        }
+    }
+}
+
+/// Kernel choices beyond the baseline WGSL, each used only where the adapter has the feature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelOptions {
+    /// Reduce the decode matmul (GEMV) with subgroup operations.
+    pub subgroups: bool,
+    /// Most bytes of one weight part (default and ceiling: the adapter's storage binding limit).
+    pub max_weight_part: u64,
 }
 
 /// The WebGPU backend over driver `D`; clones share the device.
 #[derive(Clone)]
 pub struct WebGpuBackend<D: Driver = DefaultDriver> {
     driver: D,
+    options: KernelOptions,
 }
 
 #[cfg(not(target_family = "wasm"))]
@@ -91,8 +131,38 @@ impl WebGpuBackend<WgpuDriver> {
 }
 
 impl<D: Driver> WebGpuBackend<D> {
+    /// The backend over `driver`, using every feature the adapter has.
     pub fn with_driver(driver: D) -> Self {
-        Self { driver }
+        let options = Self::supported(&driver);
+        Self { driver, options }
+    }
+
+    /// The most the adapter allows: subgroups where it has them and suit the GEMV kernel, and
+    /// weight parts as large as a binding (capped so kernels can index their bytes in `u32`).
+    fn supported(driver: &D) -> KernelOptions {
+        let limits = driver.limits();
+        KernelOptions {
+            subgroups: limits
+                .subgroups
+                .is_some_and(ops::matmul::subgroups_suit_gemv),
+            max_weight_part: limits.max_storage_binding.min(u64::from(u32::MAX)) & !3,
+        }
+    }
+
+    /// This backend with `options`, each limited to what the adapter supports: tests run both
+    /// kernel paths, and a page may hold parts smaller than its adapter allows.
+    pub fn with_options(mut self, options: KernelOptions) -> Self {
+        let most = Self::supported(&self.driver);
+        self.options = KernelOptions {
+            subgroups: options.subgroups && most.subgroups,
+            max_weight_part: options.max_weight_part.min(most.max_weight_part) & !3,
+        };
+        self
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> KernelOptions {
+        self.options
     }
 
     pub fn driver(&self) -> &D {
@@ -118,7 +188,11 @@ impl<D: Driver> Backend for WebGpuBackend<D> {
     type Weight = GpuWeight<D::Buf>;
 
     fn name(&self) -> String {
-        self.driver.name()
+        if self.options.subgroups {
+            format!("{}, subgroups", self.driver.name())
+        } else {
+            self.driver.name()
+        }
     }
 
     fn upload_weight(&self, desc: WeightDesc<'_>, bytes: &[u8]) -> Result<Self::Weight> {

@@ -94,6 +94,29 @@ fn row_len(ty: GgmlType, blocks: usize, float_k: usize) -> usize {
     }
 }
 
+/// Bytes of one row of `k` values of `ty`.
+fn row_bytes(ty: GgmlType, k: usize) -> usize {
+    k / ty.block_size() * ty.type_size()
+}
+
+/// [`check_matmul`] on `g` as it is (subgroup GEMV where the adapter has subgroups), then with the
+/// baseline kernels and the weight split into parts of three rows.
+#[allow(clippy::too_many_arguments)]
+fn check_matmul_paths(
+    g: &WebGpuBackend,
+    c: &CpuBackend,
+    r: &mut SplitMix64,
+    ty: GgmlType,
+    m: usize,
+    n: usize,
+    k: usize,
+    bias_ty: Option<GgmlType>,
+) {
+    check_matmul(g, c, r, ty, m, n, k, bias_ty);
+    let split = fallback_split(g, row_bytes(ty, k));
+    check_matmul(&split, c, r, ty, m, n, k, bias_ty);
+}
+
 /// Runs one matmul of `ty` on both backends and compares every output within `tolerance`.
 #[allow(clippy::too_many_arguments)]
 fn check_matmul(
@@ -106,7 +129,7 @@ fn check_matmul(
     k: usize,
     bias_ty: Option<GgmlType>,
 ) {
-    let what = format!("{ty} m={m} n={n} k={k} bias={bias_ty:?}");
+    let what = format!("{ty} m={m} n={n} k={k} bias={bias_ty:?} {:?}", g.options());
     let (gw, cw) = upload(
         g,
         c,
@@ -183,8 +206,8 @@ fn cases(n: u32) -> ProptestConfig {
 }
 
 proptest! {
-    // Each case runs all 7 types on both paths, so a few cases cover a lot (and lavapipe is slow).
-    #![proptest_config(cases(32))]
+    // Each case runs all 7 types on every path, so a few cases cover a lot (and lavapipe is slow).
+    #![proptest_config(cases(24))]
 
     /// Every type, GEMV (m = 1) and GEMM (the drawn m), with no bias or an F32 or F16 one.
     #[test]
@@ -202,9 +225,9 @@ proptest! {
         let bias_ty = [None, Some(GgmlType::F32), Some(GgmlType::F16)][usize::from(bias)];
         for ty in TYPES {
             let k = row_len(ty, blocks, float_k);
-            check_matmul(g, &c, &mut r, ty, 1, n, k, bias_ty);
+            check_matmul_paths(g, &c, &mut r, ty, 1, n, k, bias_ty);
             if m > 1 {
-                check_matmul(g, &c, &mut r, ty, m, n, k, bias_ty);
+                check_matmul_paths(g, &c, &mut r, ty, m, n, k, bias_ty);
             }
         }
     }
@@ -227,6 +250,8 @@ proptest! {
             let k = row_len(ty, blocks, float_k);
             let what = format!("{ty} rows={rows} k={k}");
             let bytes = random_weight(&mut r, ty, rows * k, 3.0);
+            for g in [g, &fallback_split(g, row_bytes(ty, k))] {
+            let what = format!("{what} parts of {}", g.options().max_weight_part);
             let (gw, cw) = upload(g, &c, "table", ty, &[k as u64, rows as u64], &bytes);
             let want = cpu_values(&c, &cw);
 
@@ -244,8 +269,42 @@ proptest! {
             let got = read(g, &go, len + 1);
             assert_bits(&format!("embedding {what} ids={ids:?}"), &got[..len], co.as_slice());
             prop_assert_eq!(got[len], SENTINEL);
+            }
         }
     }
+}
+
+/// A weight over the part limit is split into parts of whole rows, each op's results are those
+/// of the unsplit weight.
+#[test]
+fn weights_larger_than_a_part_are_split_by_rows() {
+    let Some(g) = shared_gpu() else { return };
+    let c = cpu();
+    let mut r = SplitMix64::new(77);
+    let (n, k) = (70, 64);
+    let bytes = random_weight(&mut r, GgmlType::Q8_0, n * k, 1.0);
+    let split = fallback_split(g, row_bytes(GgmlType::Q8_0, k));
+    let (gw, _) = upload(
+        &split,
+        &c,
+        "w",
+        GgmlType::Q8_0,
+        &[k as u64, n as u64],
+        &bytes,
+    );
+    assert_eq!(gw.parts(), n.div_ceil(3), "parts of three rows");
+    let (whole, _) = upload(g, &c, "w", GgmlType::Q8_0, &[k as u64, n as u64], &bytes);
+    assert_eq!(whole.parts(), 1);
+
+    let mut out = g.alloc(n * k).unwrap();
+    split.dequant(&gw, &mut out).unwrap();
+    let mut want = g.alloc(n * k).unwrap();
+    g.dequant(&whole, &mut want).unwrap();
+    assert_bits(
+        "split dequant",
+        &read(g, &out, n * k),
+        &read(g, &want, n * k),
+    );
 }
 
 /// Every f16 bit pattern (subnormals, signed zeros, infinities, NaNs), as F16 weights and as the
@@ -282,8 +341,8 @@ fn gemm_spans_several_tiles() {
     for ty in TYPES {
         // 1024 values per quantized row; a float row ends inside a group of eight.
         let k = if ty.block_size() == 1 { 1029 } else { 1024 };
-        check_matmul(g, &c, &mut r, ty, 37, 130, k, Some(GgmlType::F16));
-        check_matmul(g, &c, &mut r, ty, 1, 130, k, None);
+        check_matmul_paths(g, &c, &mut r, ty, 37, 130, k, Some(GgmlType::F16));
+        check_matmul_paths(g, &c, &mut r, ty, 1, 130, k, None);
     }
 }
 

@@ -85,4 +85,13 @@ pub enum Error {
 
     #[error("invalid configuration: {0}")]
     Config(String),
+
+    /// A device backend's own error (a driver call, kernel compilation, device memory), kept
+    /// whole so that callers can still reach its structure through `source()`.
+    #[error("{backend}: {source}")]
+    Device {
+        backend: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
 }

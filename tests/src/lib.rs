@@ -2,3 +2,4 @@
 
 pub mod fixtures;
 pub mod models;
+pub mod parity;

@@ -1,25 +1,13 @@
-//! The WebGPU backend end to end on the real SmolLM2, against the CPU backend's exact path:
-//! teacher-forced on the float64 reference's continuations, every logit of every position within
-//! `BOUND`, and greedy tokens equal up to the first step where the CPU's top-2 margin is below it —
-//! with every layer resident, and streamed under a device budget of a quarter of the model.
-//! Skips with a printed reason where there is no adapter, unless `SLUICE_REQUIRE_WEBGPU=1`.
+//! The WebGPU backend end to end on the real SmolLM2 against the CPU backend's exact path,
+//! resident and streamed (`sluice_tests::parity`), with the subgroup GEMV where the adapter has
+//! subgroups; and a variant with only the baseline kernels and every weight split into parts of
+//! at most 4 MiB, the path of tensors larger than a storage binding (the 29 MiB embedding table
+//! becomes 8 parts). Skips with a printed reason where there is no adapter, unless
+//! `SLUICE_REQUIRE_WEBGPU=1`.
 
-use backend_webgpu::WebGpuBackend;
-use engine_core::backend::cpu::{CpuBackend, CpuConfig, MatmulPath};
-use engine_core::backend::Backend;
-use engine_core::model::{Logits, Model};
-use engine_core::prefetch::PrefetchConfig;
-use engine_core::sample::argmax;
-use engine_core::schedule::{PrefetchProfile, SchedulerConfig};
-use engine_core::source::MmapSource;
-use engine_core::store::{StoreConfig, WeightStore};
-use sluice_tests::fixtures::{ReferenceFixture, ReferencePrompt};
+use backend_webgpu::{KernelOptions, WebGpuBackend};
 use sluice_tests::models::model_or_skip;
-use std::sync::Arc;
-
-/// The WebGPU kernels dequantize to f32 and accumulate in f32, like the CPU exact path; only the
-/// summation order differs (tree reductions), which moves logits by ~1e-4: the 0.05.
-const BOUND: f32 = 0.05;
+use sluice_tests::parity::matches_cpu_exact_resident_and_streamed;
 
 fn gpu() -> Option<WebGpuBackend> {
     match WebGpuBackend::new() {
@@ -34,26 +22,6 @@ fn gpu() -> Option<WebGpuBackend> {
     }
 }
 
-fn teacher_forced<B: Backend>(backend: &B, model: &Model<B>, p: &ReferencePrompt) -> Vec<f32> {
-    let tokens = p.tokens();
-    let mut session = model.session(backend, tokens.len()).unwrap();
-    pollster::block_on(model.forward(backend, &mut session, &tokens, Logits::All)).unwrap()
-}
-
-/// Top-1 minus top-2 of a row.
-fn margin(row: &[f32]) -> f32 {
-    let (mut a, mut b) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
-    for &v in row {
-        if v > a {
-            b = a;
-            a = v;
-        } else if v > b {
-            b = v;
-        }
-    }
-    a - b
-}
-
 #[test]
 fn webgpu_matches_the_cpu_exact_path_resident_and_streamed() {
     let Some(file) = model_or_skip("smollm2-135m-instruct-q4_1") else {
@@ -62,66 +30,9 @@ fn webgpu_matches_the_cpu_exact_path_resident_and_streamed() {
     let Some(gpu) = gpu() else {
         return;
     };
-    println!("adapter: {}", gpu.name());
-    let store = Arc::new(
-        WeightStore::open(MmapSource::open(&file).unwrap(), StoreConfig::default()).unwrap(),
-    );
-    let cpu = CpuBackend::new(CpuConfig {
-        threads: 2,
-        path: MatmulPath::Exact,
-    })
-    .unwrap();
-    let cpu_model = Model::load(&cpu, &*store).unwrap();
-    let resident = Model::load(&gpu, &*store).unwrap();
-    let budget = resident.residency().pinned_bytes / 4;
-    let streamed = Model::load_streaming(
-        &gpu,
-        store.clone(),
-        SchedulerConfig {
-            budget,
-            profile: PrefetchProfile::Default,
-            prefetch: PrefetchConfig::default(),
-        },
-    )
-    .unwrap();
-    let fx = ReferenceFixture::load("smollm2");
-    let vocab = cpu_model.vocab_size();
-    assert!(fx.prompts.len() >= 10);
-    for p in &fx.prompts {
-        let name = &p.name;
-        let want = teacher_forced(&cpu, &cpu_model, p);
-        for (how, model) in [("resident", &resident), ("streamed", &streamed)] {
-            let got = teacher_forced(&gpu, model, p);
-            assert_eq!(got.len(), want.len());
-            let worst = got
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
-            assert!(
-                worst <= BOUND,
-                "{name} ({how}): max |diff| {worst} > {BOUND}"
-            );
-            // Greedy tokens: equal up to the first step where the CPU's own margin is below BOUND.
-            let first = p.first_step_position();
-            let mut steps = 0;
-            for i in 0..p.continuation.len() {
-                let row = |l: &[f32]| l[(first + i) * vocab..(first + i + 1) * vocab].to_vec();
-                if margin(&row(&want)) < BOUND {
-                    break;
-                }
-                assert_eq!(
-                    argmax(&row(&got)),
-                    argmax(&row(&want)),
-                    "{name} ({how}) step {i}"
-                );
-                steps += 1;
-            }
-            println!(
-                "{name:<14} {how:<8} max |diff| vs CPU exact {worst:.5}; greedy equal for {steps}/{} steps",
-                p.continuation.len()
-            );
-        }
-        assert!(streamed.device_bytes() <= budget);
-    }
+    let split = gpu.clone().with_options(KernelOptions {
+        subgroups: false,
+        max_weight_part: 4 << 20,
+    });
+    matches_cpu_exact_resident_and_streamed(&gpu, &file, &[("split", split)]);
 }

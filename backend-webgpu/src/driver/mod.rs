@@ -24,12 +24,21 @@ use crate::kernels::Kernel;
 use engine_core::Result;
 use std::future::Future;
 
-/// Limits of the adapter that decide how tensors are laid out and split.
+/// Limits of the adapter that decide how tensors are laid out and split, and which kernels run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeviceLimits {
     pub max_buffer_size: u64,
     pub max_storage_binding: u64,
     pub max_workgroups_per_dim: u32,
+    /// Subgroup sizes, when the device was opened with subgroup operations.
+    pub subgroups: Option<SubgroupSizes>,
+}
+
+/// The smallest and largest subgroup the adapter may run a kernel with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubgroupSizes {
+    pub min: u32,
+    pub max: u32,
 }
 
 /// A GPU API as the backend uses it. Handles are cheap clones (prefetch workers upload with one).
@@ -45,6 +54,7 @@ pub trait Driver: Clone + Send + Sync + 'static {
     /// Writes `data` (a multiple of 4 bytes) at `offset`, ordered after every dispatch before it.
     fn write(&self, buf: &Self::Buf, offset: u64, data: &[u8]) -> Result<()>;
     /// Runs `kernel` over `workgroups`, with `uniforms` at binding 0 and `buffers` at 1, 2, ...
+    /// A kernel that uses subgroups is only dispatched where `limits().subgroups` is set.
     fn dispatch(
         &self,
         kernel: &'static Kernel,

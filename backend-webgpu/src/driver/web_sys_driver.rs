@@ -6,7 +6,7 @@
 //! errors asynchronously, so the driver keeps one error scope of each open at all times and every
 //! read closes them: a failed dispatch becomes the error of the next read-back.
 
-use super::{DeviceLimits, Driver};
+use super::{DeviceLimits, Driver, SubgroupSizes};
 use crate::kernels::Kernel;
 use engine_core::{Error, Result};
 use js_sys::{Object, Reflect, Uint8Array};
@@ -156,6 +156,11 @@ impl WebSysDriver {
         let desc = web_sys::GpuDeviceDescriptor::new();
         desc.set_label("sluice");
         desc.set_required_limits(required.unchecked_ref());
+        // Subgroups where the adapter has them: the decode matmul reduces with them.
+        let subgroups = adapter.features().has("subgroups");
+        if subgroups {
+            desc.set_required_features(&[js_sys::JsString::from("subgroups")]);
+        }
         let device = JsFuture::from(adapter.request_device_with_descriptor(&desc))
             .await
             .map_err(|e| js_err(&format!("opening the adapter '{name}'"), &e))?;
@@ -164,6 +169,10 @@ impl WebSysDriver {
             max_buffer_size: size_u64(granted.max_buffer_size()),
             max_storage_binding: size_u64(granted.max_storage_buffer_binding_size()),
             max_workgroups_per_dim: granted.max_compute_workgroups_per_dimension(),
+            subgroups: subgroups.then(|| SubgroupSizes {
+                min: info.subgroup_min_size(),
+                max: info.subgroup_max_size(),
+            }),
         };
         open_scopes(&device);
         Ok(Self {
@@ -193,7 +202,7 @@ impl WebSysDriver {
             return p.clone();
         }
         // A WGSL error surfaces in the open validation scope, at the next read.
-        let desc = web_sys::GpuShaderModuleDescriptor::new(&kernel.source());
+        let desc = web_sys::GpuShaderModuleDescriptor::new(&kernel.source_for(true));
         desc.set_label(kernel.name);
         let module = inner.device.create_shader_module(&desc);
         let stage = web_sys::GpuProgrammableStage::new(&module);
@@ -323,6 +332,12 @@ impl Driver for WebSysDriver {
         }
         if workgroups.contains(&0) {
             return Ok(());
+        }
+        if kernel.subgroups && self.inner().limits.subgroups.is_none() {
+            return Err(gpu_err(format!(
+                "kernel {} uses subgroups, which this device was not opened with",
+                kernel.name
+            )));
         }
         let pipeline = self.pipeline(kernel);
         let mut contents = uniforms.to_vec();

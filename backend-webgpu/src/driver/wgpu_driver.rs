@@ -4,12 +4,16 @@
 //! read or a full batch needs them, so a forward pass is a handful of submits, not hundreds.
 //! Pipelines are compiled once per kernel and cached by name.
 
-use super::{DeviceLimits, Driver};
+use super::{DeviceLimits, Driver, SubgroupSizes};
 use crate::kernels::Kernel;
 use engine_core::{Error, Result};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
+
+/// On wasm32 wgpu hands WGSL to the browser, which wants the `enable` directives; natively naga
+/// compiles it and takes subgroup operations without one.
+const BROWSER_WGSL: bool = cfg!(target_arch = "wasm32");
 
 /// Dispatches recorded before a submit is forced (bounds the encoder's memory).
 const MAX_PENDING: usize = 256;
@@ -69,9 +73,16 @@ impl WgpuDriver {
             max_compute_workgroup_size_x: supported.max_compute_workgroup_size_x,
             ..wgpu::Limits::downlevel_defaults()
         };
+        let subgroups = adapter.features().contains(wgpu::Features::SUBGROUP);
+        let required_features = if subgroups {
+            wgpu::Features::SUBGROUP
+        } else {
+            wgpu::Features::empty()
+        };
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("sluice"),
+                required_features,
                 required_limits,
                 ..Default::default()
             })
@@ -81,6 +92,10 @@ impl WgpuDriver {
             max_buffer_size: supported.max_buffer_size,
             max_storage_binding: supported.max_storage_buffer_binding_size,
             max_workgroups_per_dim: supported.max_compute_workgroups_per_dimension,
+            subgroups: subgroups.then_some(SubgroupSizes {
+                min: info.subgroup_min_size,
+                max: info.subgroup_max_size,
+            }),
         };
         Ok(Self {
             inner: Arc::new(Inner {
@@ -106,7 +121,7 @@ impl WgpuDriver {
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(kernel.name),
-            source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
+            source: wgpu::ShaderSource::Wgsl(kernel.source_for(BROWSER_WGSL).into()),
         });
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(kernel.name),
@@ -216,6 +231,12 @@ impl Driver for WgpuDriver {
         }
         if workgroups.contains(&0) {
             return Ok(());
+        }
+        if kernel.subgroups && self.inner.limits.subgroups.is_none() {
+            return Err(gpu_err(format!(
+                "kernel {} uses subgroups, which this device was not opened with",
+                kernel.name
+            )));
         }
         let pipeline = self.pipeline(kernel)?;
         let device = &self.inner.device;

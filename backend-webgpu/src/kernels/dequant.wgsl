@@ -1,5 +1,6 @@
-// The whole weight as f32: one thread per group of eight values, out[r][i] = w[r][i].
-struct Params { rows: u32, k: u32, row_bytes: u32, groups: u32 }
+// The whole weight as f32: one thread per group of eight values, out[r][i] = w[r][i]. `W` holds one
+// part of the weight, whose first row is row `row0` of the whole.
+struct Params { rows: u32, k: u32, row_bytes: u32, groups: u32, row0: u32, _p0: u32, _p1: u32, _p2: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> W: array<u32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
@@ -14,7 +15,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         return;
     }
     let v = load8(row * p.row_bytes, g, p.k);
-    let at = row * p.k + 8u * g;
+    let at = (p.row0 + row) * p.k + 8u * g;
     // Only a float row's last group ends early.
     let count = min(8u, p.k - 8u * g);
     for (var i = 0u; i < count; i = i + 1u) {

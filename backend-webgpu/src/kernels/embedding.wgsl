@@ -1,6 +1,7 @@
 // Rows `ids` of a table as f32: one thread per group of eight values, out[j][i] = w[ids[j]][i].
-// The host has checked every id against the table's rows.
-struct Params { count: u32, k: u32, row_bytes: u32, groups: u32 }
+// The host has checked every id against the table's rows. `W` holds one part of the table, rows
+// row0..row0+part_rows; ids outside it are another dispatch's.
+struct Params { count: u32, k: u32, row_bytes: u32, groups: u32, row0: u32, part_rows: u32, _p0: u32, _p1: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> W: array<u32>;
 @group(0) @binding(2) var<storage, read> ids: array<u32>;
@@ -15,7 +16,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     if (j >= p.count) {
         return;
     }
-    let v = load8(ids[j] * p.row_bytes, g, p.k);
+    let row = ids[j];
+    if (row < p.row0 || row - p.row0 >= p.part_rows) {
+        return;
+    }
+    let v = load8((row - p.row0) * p.row_bytes, g, p.k);
     let at = j * p.k + 8u * g;
     // Only a float row's last group ends early.
     let count = min(8u, p.k - 8u * g);

@@ -71,7 +71,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         for (var i = 0u; i < 4u; i = i + 1u) {
             let row = row0 + quad + 16u * i;
             if (row < p.n) {
-                out[token * p.n + row] = with_bias(acc[i], row);
+                put(token, row, acc[i]);
             }
         }
     }

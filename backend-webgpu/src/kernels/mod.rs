@@ -11,56 +11,61 @@ pub struct Kernel {
     pub name: &'static str,
     /// Pieces concatenated in order (a prelude, then the kernel).
     pub parts: &'static [&'static str],
+    /// Uses subgroup operations (needs the adapter's subgroups feature).
+    pub subgroups: bool,
 }
 
 impl Kernel {
-    /// The full WGSL source.
+    const fn new(name: &'static str, parts: &'static [&'static str]) -> Self {
+        Self {
+            name,
+            parts,
+            subgroups: false,
+        }
+    }
+
+    /// The full WGSL source, as naga takes it.
     pub fn source(&self) -> String {
-        self.parts.concat()
+        self.source_for(false)
+    }
+
+    /// The full WGSL source; for a browser's compiler (`browser`) with the `enable` directive and
+    /// diagnostic the features it uses need there. Naga rejects `enable subgroups` and does not
+    /// need it; a browser requires it, and its uniformity analysis would refuse subgroup
+    /// operations under per-subgroup control flow that the kernels use on purpose.
+    pub fn source_for(&self, browser: bool) -> String {
+        let mut source = String::new();
+        if browser && self.subgroups {
+            source.push_str("enable subgroups;\ndiagnostic(off, subgroup_uniformity);\n");
+        }
+        source.push_str(&self.parts.concat());
+        source
     }
 }
 
 /// Reading GGML blocks out of a `array<u32>` of raw bytes: bytes, f16 halves, signed bytes.
 pub const QUANT_PRELUDE: &str = include_str!("quant.wgsl");
 
-pub static ADD: Kernel = Kernel {
-    name: "add",
-    parts: &[include_str!("add.wgsl")],
-};
-pub static SILU_MUL: Kernel = Kernel {
-    name: "silu_mul",
-    parts: &[include_str!("silu_mul.wgsl")],
-};
-pub static RMS_NORM_F32: Kernel = Kernel {
-    name: "rms_norm_f32",
-    parts: &[
+pub static ADD: Kernel = Kernel::new("add", &[include_str!("add.wgsl")]);
+pub static SILU_MUL: Kernel = Kernel::new("silu_mul", &[include_str!("silu_mul.wgsl")]);
+pub static RMS_NORM_F32: Kernel = Kernel::new(
+    "rms_norm_f32",
+    &[
         "const WEIGHT_F16: bool = false;\n",
         include_str!("rms_norm.wgsl"),
     ],
-};
-pub static RMS_NORM_F16: Kernel = Kernel {
-    name: "rms_norm_f16",
-    parts: &[
+);
+pub static RMS_NORM_F16: Kernel = Kernel::new(
+    "rms_norm_f16",
+    &[
         "const WEIGHT_F16: bool = true;\n",
         include_str!("rms_norm.wgsl"),
     ],
-};
-pub static SOFTMAX: Kernel = Kernel {
-    name: "softmax",
-    parts: &[include_str!("softmax.wgsl")],
-};
-pub static ARGMAX: Kernel = Kernel {
-    name: "argmax",
-    parts: &[include_str!("argmax.wgsl")],
-};
-pub static ROPE: Kernel = Kernel {
-    name: "rope",
-    parts: &[include_str!("rope.wgsl")],
-};
-pub static ATTENTION: Kernel = Kernel {
-    name: "attention",
-    parts: &[include_str!("attention.wgsl")],
-};
+);
+pub static SOFTMAX: Kernel = Kernel::new("softmax", &[include_str!("softmax.wgsl")]);
+pub static ARGMAX: Kernel = Kernel::new("argmax", &[include_str!("argmax.wgsl")]);
+pub static ROPE: Kernel = Kernel::new("rope", &[include_str!("rope.wgsl")]);
+pub static ATTENTION: Kernel = Kernel::new("attention", &[include_str!("attention.wgsl")]);
 
 /// Decoding weight rows eight values at a time, for the type named by a leading `WTYPE` constant.
 pub const BLOCKS: &str = include_str!("blocks.wgsl");
@@ -80,18 +85,18 @@ pub const WEIGHT_TYPES: [GgmlType; 7] = [
 /// One kernel per entry of `WEIGHT_TYPES`: `WTYPE`, the prelude and the block decoders, then the
 /// op's files. The names must stay in `WEIGHT_TYPES` order (the WGSL `T_*` constants match them).
 macro_rules! per_weight_type {
-    ($op:literal, $($file:expr),+) => {
+    ($op:literal, $sg:literal, $($file:expr),+) => {
         [
-            per_weight_type!(@one $op, "f32", 0, $($file),+),
-            per_weight_type!(@one $op, "f16", 1, $($file),+),
-            per_weight_type!(@one $op, "q4_0", 2, $($file),+),
-            per_weight_type!(@one $op, "q4_1", 3, $($file),+),
-            per_weight_type!(@one $op, "q8_0", 4, $($file),+),
-            per_weight_type!(@one $op, "q4_k", 5, $($file),+),
-            per_weight_type!(@one $op, "q6_k", 6, $($file),+),
+            per_weight_type!(@one $op, $sg, "f32", 0, $($file),+),
+            per_weight_type!(@one $op, $sg, "f16", 1, $($file),+),
+            per_weight_type!(@one $op, $sg, "q4_0", 2, $($file),+),
+            per_weight_type!(@one $op, $sg, "q4_1", 3, $($file),+),
+            per_weight_type!(@one $op, $sg, "q8_0", 4, $($file),+),
+            per_weight_type!(@one $op, $sg, "q4_k", 5, $($file),+),
+            per_weight_type!(@one $op, $sg, "q6_k", 6, $($file),+),
         ]
     };
-    (@one $op:literal, $ty:literal, $id:literal, $($file:expr),+) => {
+    (@one $op:literal, $sg:literal, $ty:literal, $id:literal, $($file:expr),+) => {
         Kernel {
             name: concat!($op, "_", $ty),
             parts: &[
@@ -100,22 +105,39 @@ macro_rules! per_weight_type {
                 BLOCKS,
                 $($file),+
             ],
+            subgroups: $sg,
         }
     };
 }
 
 const MATMUL: &str = include_str!("matmul.wgsl");
 
-/// Matmul for one token, per weight type.
-pub static MATMUL_GEMV: [Kernel; 7] =
-    per_weight_type!("matmul_gemv", MATMUL, include_str!("matmul_gemv.wgsl"));
+/// Matmul for one token, per weight type (workgroup-memory reduction: every adapter).
+pub static MATMUL_GEMV: [Kernel; 7] = per_weight_type!(
+    "matmul_gemv",
+    false,
+    MATMUL,
+    include_str!("matmul_gemv.wgsl")
+);
+/// Matmul for one token reduced with subgroup operations, per weight type.
+pub static MATMUL_GEMV_SUBGROUP: [Kernel; 7] = per_weight_type!(
+    "matmul_gemv_subgroup",
+    true,
+    MATMUL,
+    include_str!("matmul_gemv_subgroup.wgsl")
+);
 /// Matmul for several tokens (tiled), per weight type.
-pub static MATMUL_GEMM: [Kernel; 7] =
-    per_weight_type!("matmul_gemm", MATMUL, include_str!("matmul_gemm.wgsl"));
+pub static MATMUL_GEMM: [Kernel; 7] = per_weight_type!(
+    "matmul_gemm",
+    false,
+    MATMUL,
+    include_str!("matmul_gemm.wgsl")
+);
 /// Whole-weight dequantization, per weight type.
-pub static DEQUANT: [Kernel; 7] = per_weight_type!("dequant", include_str!("dequant.wgsl"));
+pub static DEQUANT: [Kernel; 7] = per_weight_type!("dequant", false, include_str!("dequant.wgsl"));
 /// Embedding row gathers, per weight type.
-pub static EMBEDDING: [Kernel; 7] = per_weight_type!("embedding", include_str!("embedding.wgsl"));
+pub static EMBEDDING: [Kernel; 7] =
+    per_weight_type!("embedding", false, include_str!("embedding.wgsl"));
 
 /// Every kernel, for validation and warm-up.
 pub fn all() -> Vec<&'static Kernel> {

@@ -1,10 +1,13 @@
 //! Matrix products with the weight's dequantization fused in (GEMV for one token, tiled GEMM for
 //! more), whole-weight dequantization, and embedding row gathers. Shapes are checked as the CPU
-//! backend checks them, with the same error ops.
+//! backend checks them, with the same error ops. A weight split into parts takes one dispatch per
+//! part, each writing its own rows' outputs.
 
 use super::{grid, need, params, shape_err, size, u32_of};
-use crate::kernels::{Kernel, DEQUANT, EMBEDDING, MATMUL_GEMM, MATMUL_GEMV, WEIGHT_TYPES};
-use crate::{Driver, GpuBuffer, GpuWeight, WebGpuBackend};
+use crate::kernels::{
+    Kernel, DEQUANT, EMBEDDING, MATMUL_GEMM, MATMUL_GEMV, MATMUL_GEMV_SUBGROUP, WEIGHT_TYPES,
+};
+use crate::{Driver, GpuBuffer, GpuWeight, SubgroupSizes, WebGpuBackend, WeightPart};
 use engine_core::backend::MatmulShape;
 use engine_core::quant::GgmlType;
 use engine_core::{Error, Result};
@@ -17,12 +20,27 @@ const TILE_M: usize = 16;
 /// Threads per workgroup of the dequant and embedding kernels, each decoding eight values.
 const GATHER_THREADS: u64 = 256;
 
+/// Threads per workgroup of the subgroup GEMV kernel.
+const SUBGROUP_GEMV_THREADS: u32 = 256;
+
+/// Whether the subgroup GEMV kernel suits subgroups of these sizes: any power of two up to a
+/// workgroup works; subgroups of fewer than 4 lanes would leave most of a row to each lane.
+pub(crate) fn subgroups_suit_gemv(s: SubgroupSizes) -> bool {
+    s.min >= 4 && s.min <= s.max && s.max <= SUBGROUP_GEMV_THREADS
+}
+
 /// The kernels of this module.
 pub(crate) fn kernels() -> Vec<&'static Kernel> {
-    [&MATMUL_GEMV, &MATMUL_GEMM, &DEQUANT, &EMBEDDING]
-        .into_iter()
-        .flat_map(|set| set.iter())
-        .collect()
+    [
+        &MATMUL_GEMV,
+        &MATMUL_GEMV_SUBGROUP,
+        &MATMUL_GEMM,
+        &DEQUANT,
+        &EMBEDDING,
+    ]
+    .into_iter()
+    .flat_map(|set| set.iter())
+    .collect()
 }
 
 /// The index of `ty` in the per-type kernel arrays, or `UnsupportedType` for `op`.
@@ -33,11 +51,10 @@ fn type_index(op: &'static str, ty: GgmlType) -> Result<usize> {
         .ok_or(Error::UnsupportedType { ty, op })
 }
 
-/// Kernels index weights by byte in `u32` arithmetic: the whole tensor must stay below 4 GiB
-/// (a storage binding that large is beyond today's adapters anyway).
-fn byte_indexable<B>(op: &'static str, w: &GpuWeight<B>) -> Result<u32> {
-    let bytes = size(op, &[w.rows, w.row_bytes()])?;
-    u32_of(op, "weight bytes", bytes)?;
+/// Kernels index a part's bytes in `u32` arithmetic (upload keeps parts below 4 GiB).
+fn byte_indexable<B>(op: &'static str, w: &GpuWeight<B>, part: &WeightPart<B>) -> Result<u32> {
+    let bytes = size(op, &[part.rows, w.row_bytes()])?;
+    u32_of(op, "weight part bytes", bytes)?;
     u32_of(op, "weight row bytes", w.row_bytes())
 }
 
@@ -83,35 +100,55 @@ pub(crate) fn matmul<D: Driver>(
     if mn == 0 {
         return Ok(());
     }
-    let row_bytes = byte_indexable(OP, w)?;
     // Kernels index x and out with u32 products of these.
     u32_of(OP, "m·k", mk)?;
     u32_of(OP, "m·n", mn)?;
-    let (tiles_n, tiles_m) = (n.div_ceil(TILE_N), m.div_ceil(TILE_M));
-    let words = [
-        u32_of(OP, "m", m)?,
-        u32_of(OP, "n", n)?,
-        u32_of(OP, "k", k)?,
-        row_bytes,
-        bias_kind,
-        u32_of(OP, "tiles along n", tiles_n)?,
-        u32_of(OP, "tiles along m", tiles_m)?,
-        0,
-    ];
-    let (kernel, groups) = if m == 1 {
-        (&MATMUL_GEMV[ti], n.div_ceil(GEMV_ROWS) as u64)
-    } else {
-        let tiles = size(OP, &[tiles_n, tiles_m])?;
-        (&MATMUL_GEMM[ti], tiles as u64)
-    };
     // Without a bias the weight stands in for the binding; the kernel does not read it.
-    let bias_buf = bias.map_or(&w.buf, |bw| &bw.buf);
-    b.driver.dispatch(
-        kernel,
-        &params(&words),
-        &[&w.buf, bias_buf, &x.buf, &out.buf],
-        grid(b, groups)?,
-    )
+    let bias_buf = match bias {
+        Some(bw) => Some(bw.whole(OP)?),
+        None => None,
+    };
+    let subgroup_rows = b
+        .driver
+        .limits()
+        .subgroups
+        .filter(|_| b.options.subgroups && m == 1)
+        .map(|s| (SUBGROUP_GEMV_THREADS / s.min).max(1) as usize);
+    let tiles_m = m.div_ceil(TILE_M);
+    for part in &w.parts {
+        let row_bytes = byte_indexable(OP, w, part)?;
+        let tiles_n = part.rows.div_ceil(TILE_N);
+        let wg_rows = subgroup_rows.unwrap_or(GEMV_ROWS);
+        let words = [
+            u32_of(OP, "m", m)?,
+            u32_of(OP, "n", part.rows)?,
+            u32_of(OP, "k", k)?,
+            row_bytes,
+            bias_kind,
+            u32_of(OP, "tiles along n", tiles_n)?,
+            u32_of(OP, "tiles along m", tiles_m)?,
+            u32_of(OP, "row0", part.row0)?,
+            u32_of(OP, "n", n)?,
+            u32_of(OP, "rows per workgroup", wg_rows)?,
+            0,
+            0,
+        ];
+        let (kernel, groups) = match (m, subgroup_rows) {
+            (1, Some(_)) => (
+                &MATMUL_GEMV_SUBGROUP[ti],
+                part.rows.div_ceil(wg_rows) as u64,
+            ),
+            (1, None) => (&MATMUL_GEMV[ti], part.rows.div_ceil(GEMV_ROWS) as u64),
+            _ => (&MATMUL_GEMM[ti], size(OP, &[tiles_n, tiles_m])? as u64),
+        };
+        b.driver.dispatch(
+            kernel,
+            &params(&words),
+            &[&part.buf, bias_buf.unwrap_or(&part.buf), &x.buf, &out.buf],
+            grid(b, groups)?,
+        )?;
+    }
+    Ok(())
 }
 
 pub(crate) fn dequant<D: Driver>(
@@ -127,14 +164,18 @@ pub(crate) fn dequant<D: Driver>(
     if k == 0 || w.rows == 0 {
         return Ok(());
     }
-    let row_bytes = byte_indexable(OP, w)?;
-    let (words, threads) = gather_words(OP, w.rows, k, row_bytes)?;
-    b.driver.dispatch(
-        &DEQUANT[ti],
-        &params(&words),
-        &[&w.buf, &out.buf],
-        grid(b, threads.div_ceil(GATHER_THREADS))?,
-    )
+    // Outputs are indexed as u32 (row·k + i).
+    u32_of(OP, "output values", values)?;
+    for part in &w.parts {
+        let (words, threads) = gather_words(OP, w, part, part.rows)?;
+        b.driver.dispatch(
+            &DEQUANT[ti],
+            &params(&words),
+            &[&part.buf, &out.buf],
+            grid(b, threads.div_ceil(GATHER_THREADS))?,
+        )?;
+    }
+    Ok(())
 }
 
 pub(crate) fn embedding<D: Driver>(
@@ -165,38 +206,46 @@ pub(crate) fn embedding<D: Driver>(
     if k == 0 || ids.is_empty() {
         return Ok(());
     }
-    let row_bytes = byte_indexable(OP, table)?;
-    let (words, threads) = gather_words(OP, ids.len(), k, row_bytes)?;
+    // Outputs are indexed as u32 (j·k + i).
+    u32_of(OP, "output values", len)?;
     let id_bytes: &[u8] = bytemuck::cast_slice(ids);
     b.check_binding("embedding ids", id_bytes.len() as u64)?;
     let ids_buf = b.driver.create_buffer(id_bytes.len() as u64, "ids")?;
     b.driver.write(&ids_buf, 0, id_bytes)?;
-    b.driver.dispatch(
-        &EMBEDDING[ti],
-        &params(&words),
-        &[&table.buf, &ids_buf, &out.buf],
-        grid(b, threads.div_ceil(GATHER_THREADS))?,
-    )
+    for part in &table.parts {
+        // Every id's row in every part's dispatch: each writes only the rows it holds.
+        let (words, threads) = gather_words(OP, table, part, ids.len())?;
+        b.driver.dispatch(
+            &EMBEDDING[ti],
+            &params(&words),
+            &[&part.buf, &ids_buf, &out.buf],
+            grid(b, threads.div_ceil(GATHER_THREADS))?,
+        )?;
+    }
+    Ok(())
 }
 
-/// Parameters of the dequant and embedding kernels for `rows` output rows of `k` (> 0) values,
-/// and their thread count (one per group of eight values).
-fn gather_words(
+/// Parameters of the dequant and embedding kernels over `part` of `w` for `rows` output rows of
+/// `k` (> 0) values, and their thread count (one per group of eight values).
+fn gather_words<B>(
     op: &'static str,
+    w: &GpuWeight<B>,
+    part: &WeightPart<B>,
     rows: usize,
-    k: usize,
-    row_bytes: u32,
-) -> Result<([u32; 4], u64)> {
+) -> Result<([u32; 8], u64)> {
+    let k = w.row_len;
     let groups = k.div_ceil(8);
     let threads = size(op, &[rows, groups])?;
-    // Outputs are indexed as u32 (row·k + i), thread ids too.
-    u32_of(op, "output values", size(op, &[rows, k])?)?;
     u32_of(op, "threads", threads)?;
     let words = [
         u32_of(op, "rows", rows)?,
         u32_of(op, "k", k)?,
-        row_bytes,
+        byte_indexable(op, w, part)?,
         u32_of(op, "groups", groups)?,
+        u32_of(op, "row0", part.row0)?,
+        u32_of(op, "part rows", part.rows)?,
+        0,
+        0,
     ];
     Ok((words, threads as u64))
 }

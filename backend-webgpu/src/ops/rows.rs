@@ -41,7 +41,7 @@ pub(crate) fn rms_norm<D: Driver>(
     b.driver.dispatch(
         kernel,
         &params(&words),
-        &[&x.buf, &w.buf, &out.buf],
+        &[&x.buf, w.whole(OP)?, &out.buf],
         grid(b, rows as u64)?,
     )
 }

@@ -2,7 +2,7 @@
 //! comparison helpers.
 #![allow(dead_code)]
 
-use backend_webgpu::WebGpuBackend;
+use backend_webgpu::{KernelOptions, WebGpuBackend};
 use engine_core::backend::cpu::{CpuBackend, CpuBuffer, CpuConfig, MatmulPath};
 use engine_core::backend::Backend;
 use engine_core::rng::SplitMix64;
@@ -23,6 +23,16 @@ pub fn gpu() -> Option<WebGpuBackend> {
             None
         }
     }
+}
+
+/// The same device with only the baseline kernels (no subgroups, the fallback every adapter runs)
+/// and weights split into parts of three rows of `row_bytes` (the path of tensors larger than a
+/// storage binding).
+pub fn fallback_split(g: &WebGpuBackend, row_bytes: usize) -> WebGpuBackend {
+    g.clone().with_options(KernelOptions {
+        subgroups: false,
+        max_weight_part: 3 * row_bytes.max(1) as u64 + 3,
+    })
 }
 
 /// The CPU reference: exact path (f32 dequantized weights, f32 accumulation).

@@ -1,7 +1,7 @@
 //! `sluice bench`: load time, time to first token, prefill and decode tokens/s and peak memory, as
 //! JSON. Measured like `scripts/llamacpp_bench.py` so the two can stand side by side.
 
-use super::engine::{BackendArg, CliBackend, Engine, EngineArgs};
+use super::engine::{BackendKind, CliBackend, Engine, EngineArgs};
 use anyhow::Result;
 use clap::Args;
 use engine_core::model::Generator;
@@ -30,13 +30,17 @@ pub struct BenchArgs {
 
 /// Runs `sluice bench` and prints JSON.
 pub fn run(args: &BenchArgs) -> Result<()> {
-    match args.engine.backend {
-        BackendArg::Cpu => run_on(
+    match args.engine.backend.resolve() {
+        BackendKind::Cpu => run_on(
             Engine::<engine_core::backend::cpu::CpuBackend>::load(&args.engine)?,
             args,
         ),
-        BackendArg::Webgpu => run_on(
+        BackendKind::Webgpu => run_on(
             Engine::<backend_webgpu::WebGpuBackend>::load(&args.engine)?,
+            args,
+        ),
+        BackendKind::Cuda => run_on(
+            Engine::<backend_cuda::CudaBackend>::load(&args.engine)?,
             args,
         ),
     }
@@ -112,7 +116,7 @@ fn run_on<B: CliBackend>(engine: Engine<B>, args: &BenchArgs) -> Result<()> {
         "version": env!("CARGO_PKG_VERSION"),
         "model": engine.path.display().to_string(),
         "backend": engine.backend_name(),
-        "matmul": (args.engine.backend == BackendArg::Cpu).then(|| args.engine.matmul.name()),
+        "matmul": B::matmul_path(&args.engine),
         "threads": args.engine.threads(),
         "prompt_tokens": args.prompt_tokens,
         "gen_tokens": args.gen_tokens,

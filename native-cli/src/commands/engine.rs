@@ -1,7 +1,8 @@
-//! Loading a model for generation: resolve, map, upload to the CPU backend, build the tokenizer and
-//! chat template. Shared by `run` and `bench`.
+//! Loading a model for generation: pick the backend (`auto`: CUDA, then WebGPU, then CPU), resolve,
+//! map, upload, build the tokenizer and chat template. Shared by `run` and `bench`.
 
 use anyhow::{Context, Result};
+use backend_cuda::CudaBackend;
 use backend_webgpu::WebGpuBackend;
 use clap::{Args, ValueEnum};
 use engine_core::backend::cpu::{CpuBackend, CpuConfig, MatmulPath};
@@ -24,8 +25,9 @@ pub struct EngineArgs {
     /// A GGUF file or a known model name (default: the default model, fetched on first use).
     #[arg(long, short)]
     pub model: Option<String>,
-    /// Where the kernels run: `cpu`, or `webgpu` (the first WebGPU adapter: a GPU through
-    /// Vulkan/Metal/DX12, or a software one such as lavapipe).
+    /// Where the kernels run: `cpu`; `webgpu` (the first WebGPU adapter: a GPU through
+    /// Vulkan/Metal/DX12, or a software one such as lavapipe); `cuda` (the first NVIDIA GPU; needs
+    /// the driver and NVRTC); or `auto` (CUDA, else WebGPU, else CPU, saying which on stderr).
     #[arg(long, value_enum, default_value_t = BackendArg::Cpu)]
     pub backend: BackendArg,
     /// Worker threads (default: all cores).
@@ -40,7 +42,8 @@ pub struct EngineArgs {
     pub matmul: PathArg,
     /// Most bytes of weights on the device (e.g. `64MiB`, `2GB`). A model that fits is loaded
     /// once; a larger one keeps a pinned set and streams the other layers ahead of use. Default:
-    /// no limit (everything loaded).
+    /// no limit (everything loaded), except on CUDA, where the default and the cap are the device's
+    /// free memory less a reserve for activations and the KV cache.
     #[arg(long, value_parser = crate::size::parse_size)]
     pub device_mem: Option<u64>,
     /// How far ahead to stream when the model does not fit: `debug` (1 layer), `default` (2),
@@ -73,11 +76,73 @@ pub struct EngineArgs {
 pub enum BackendArg {
     Cpu,
     Webgpu,
+    Cuda,
+    Auto,
+}
+
+/// A backend the commands can run on, once `auto` is resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    Cpu,
+    Webgpu,
+    Cuda,
+}
+
+impl BackendArg {
+    /// The backend to use; `auto` tries CUDA, then WebGPU, then the CPU, and says on stderr which
+    /// it picked and why.
+    pub fn resolve(self) -> BackendKind {
+        match self {
+            BackendArg::Cpu => BackendKind::Cpu,
+            BackendArg::Webgpu => BackendKind::Webgpu,
+            BackendArg::Cuda => BackendKind::Cuda,
+            BackendArg::Auto => {
+                let cuda = match CudaBackend::new(0) {
+                    Ok(b) => {
+                        eprintln!("sluice: --backend auto: using {}", b.name());
+                        return BackendKind::Cuda;
+                    }
+                    Err(e) => e,
+                };
+                match WebGpuBackend::new() {
+                    Ok(b) => {
+                        eprintln!(
+                            "sluice: --backend auto: using {} (no CUDA: {cuda})",
+                            b.name()
+                        );
+                        BackendKind::Webgpu
+                    }
+                    Err(webgpu) => {
+                        eprintln!(
+                            "sluice: --backend auto: using the CPU (no CUDA: {cuda}; no WebGPU: {webgpu})"
+                        );
+                        BackendKind::Cpu
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A backend the CLI can build from its options.
 pub trait CliBackend: Backend + Clone + Send + Sync + 'static {
     fn create(args: &EngineArgs) -> Result<Self>;
+
+    /// How `run --stats` names the device.
+    fn describe(&self, _args: &EngineArgs) -> String {
+        self.name()
+    }
+
+    /// The matmul path, for backends that have a choice (benchmarks report it).
+    fn matmul_path(_args: &EngineArgs) -> Option<&'static str> {
+        None
+    }
+
+    /// Bytes of weights the device can hold, where the backend knows (the default and cap of
+    /// `--device-mem`).
+    fn device_budget(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
 }
 
 impl CliBackend for CpuBackend {
@@ -91,11 +156,38 @@ impl CliBackend for CpuBackend {
             path,
         })?)
     }
+
+    fn describe(&self, args: &EngineArgs) -> String {
+        format!(
+            "cpu, {} threads, {} path",
+            args.threads(),
+            args.matmul.name()
+        )
+    }
+
+    fn matmul_path(args: &EngineArgs) -> Option<&'static str> {
+        Some(args.matmul.name())
+    }
 }
 
 impl CliBackend for WebGpuBackend {
     fn create(_args: &EngineArgs) -> Result<Self> {
         WebGpuBackend::new().context("starting the WebGPU backend")
+    }
+}
+
+/// Device memory kept free of weights for activations, the KV cache and kernel scratch: an
+/// eighth of what is free, at least 512 MiB.
+const CUDA_RESERVE_MIN: u64 = 512 << 20;
+
+impl CliBackend for CudaBackend {
+    fn create(_args: &EngineArgs) -> Result<Self> {
+        CudaBackend::new(0).context("starting the CUDA backend on device 0")
+    }
+
+    fn device_budget(&self) -> Result<Option<u64>> {
+        let (free, _total) = self.memory().context("querying CUDA device memory")?;
+        Ok(Some(free.saturating_sub((free / 8).max(CUDA_RESERVE_MIN))))
     }
 }
 
@@ -190,7 +282,18 @@ impl<B: CliBackend> Engine<B> {
         start: Instant,
     ) -> Result<Self> {
         let backend = B::create(args)?;
-        let model = match args.device_mem {
+        let budget = match (args.device_mem, backend.device_budget()?) {
+            (Some(asked), Some(usable)) if asked > usable => {
+                eprintln!(
+                    "sluice: --device-mem {asked} is more than the {usable} bytes {} can hold \
+                     for weights now; using {usable}",
+                    backend.name()
+                );
+                Some(usable)
+            }
+            (asked, usable) => asked.or(usable),
+        };
+        let model = match budget {
             None => Model::load(&backend, &*store),
             Some(budget) => {
                 let config = SchedulerConfig {

@@ -1,7 +1,7 @@
 //! `sluice run`: generate text from a prompt (plain, or through the model's chat template), printing
 //! tokens as they are produced.
 
-use super::engine::{BackendArg, CliBackend, Engine, EngineArgs};
+use super::engine::{BackendKind, CliBackend, Engine, EngineArgs};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use engine_core::chat::ChatMessage;
@@ -76,13 +76,17 @@ pub struct RunArgs {
 
 /// Runs `sluice run`, streaming text to stdout.
 pub fn run(args: &RunArgs) -> Result<()> {
-    match args.engine.backend {
-        BackendArg::Cpu => run_on(
+    match args.engine.backend.resolve() {
+        BackendKind::Cpu => run_on(
             Engine::<engine_core::backend::cpu::CpuBackend>::load(&args.engine)?,
             args,
         ),
-        BackendArg::Webgpu => run_on(
+        BackendKind::Webgpu => run_on(
             Engine::<backend_webgpu::WebGpuBackend>::load(&args.engine)?,
+            args,
+        ),
+        BackendKind::Cuda => run_on(
+            Engine::<backend_cuda::CudaBackend>::load(&args.engine)?,
             args,
         ),
     }
@@ -149,14 +153,7 @@ fn run_on<B: CliBackend>(engine: Engine<B>, args: &RunArgs) -> Result<()> {
     if args.stats {
         let total = start.elapsed();
         let decode = total.saturating_sub(ttft);
-        let device = match args.engine.backend {
-            BackendArg::Cpu => format!(
-                "cpu, {} threads, {} path",
-                args.engine.threads(),
-                args.engine.matmul.name()
-            ),
-            BackendArg::Webgpu => engine.backend_name(),
-        };
+        let device = engine.backend.describe(&args.engine);
         eprintln!(
             "sluice: load {:.2} s | prompt {} tokens, first token after {:.3} s ({:.1} tok/s) | {} generated, {:.1} tok/s | seed {seed} | {device}",
             engine.load_time.as_secs_f64(),
