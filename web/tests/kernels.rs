@@ -6,7 +6,7 @@
 //! pass, unless the build had `SLUICE_REQUIRE_WEBGPU=1`, which makes that a failure.
 #![cfg(target_family = "wasm")]
 
-use backend_webgpu::{WebGpuBackend, WebSysDriver};
+use backend_webgpu::{KernelOptions, WebGpuBackend, WebSysDriver};
 use engine_core::backend::cpu::{CpuBackend, CpuBuffer, CpuConfig, MatmulPath};
 use engine_core::backend::WeightDesc;
 use engine_core::backend::{AttentionParams, Backend, MatmulShape, RmsNormParams, RowsParams};
@@ -171,10 +171,22 @@ async fn check_matmul(
     }
 }
 
-/// Every weight type the WebGPU kernels decode, on the GEMV (m = 1) and GEMM paths.
+/// Every weight type the WebGPU kernels decode, on the GEMV (m = 1) and GEMM paths, with the
+/// subgroup GEMV where the adapter has subgroups and with the workgroup-memory fallback.
 #[wasm_bindgen_test]
 async fn matmul_matches_cpu_for_every_type() {
-    let Some(g) = gpu().await else { return };
+    let Some(best) = gpu().await else { return };
+    let baseline = best.clone().with_options(KernelOptions {
+        subgroups: false,
+        ..best.options()
+    });
+    console_log!("kernel options: {:?}", best.options());
+    for g in [best, baseline] {
+        matmul_every_type(&g).await;
+    }
+}
+
+async fn matmul_every_type(g: &Gpu) {
     let c = cpu();
     let mut r = SplitMix64::new(7);
     let types = [
@@ -192,8 +204,8 @@ async fn matmul_matches_cpu_for_every_type() {
             1 => 141,
             block => 3 * block,
         };
-        check_matmul(&g, &c, &mut r, ty, 1, 37, k, false).await;
-        check_matmul(&g, &c, &mut r, ty, 5, 37, k, true).await;
+        check_matmul(g, &c, &mut r, ty, 1, 37, k, false).await;
+        check_matmul(g, &c, &mut r, ty, 5, 37, k, true).await;
     }
 }
 
