@@ -1,6 +1,6 @@
 //! WebGPU backend: WGSL kernels behind the engine's kernel trait, over a small driver seam
-//! (`driver`) with a `wgpu` driver (native Vulkan/Metal/DX12, and wasm32). The `web-sys` driver
-//! for wasm64 comes with the browser build; kernels and dispatch logic stay above the seam.
+//! (`driver`) with a `wgpu` driver (native Vulkan/Metal/DX12) and a `web-sys` driver (the browser,
+//! wasm32 and wasm64); kernels and dispatch logic stay above the seam.
 //!
 //! ## Design
 //! Activations are `f32` storage buffers; weights are uploaded as their GGUF bytes (quantized
@@ -16,7 +16,11 @@ pub mod driver;
 pub mod kernels;
 mod ops;
 
-pub use driver::{DeviceLimits, Driver, SubgroupSizes, WgpuDriver};
+#[cfg(not(target_family = "wasm"))]
+pub use driver::WgpuDriver;
+pub use driver::{DefaultDriver, DeviceLimits, Driver, SubgroupSizes};
+#[cfg(target_family = "wasm")]
+pub use driver::{WebSysBuffer, WebSysDriver};
 
 use engine_core::backend::{
     AttentionParams, Backend, CopyRowsParams, MatmulShape, RmsNormParams, RopeParams, RowsParams,
@@ -120,11 +124,12 @@ pub struct KernelOptions {
 
 /// The WebGPU backend over driver `D`; clones share the device.
 #[derive(Clone)]
-pub struct WebGpuBackend<D: Driver = WgpuDriver> {
+pub struct WebGpuBackend<D: Driver = DefaultDriver> {
     driver: D,
     options: KernelOptions,
 }
 
+#[cfg(not(target_family = "wasm"))]
 impl WebGpuBackend<WgpuDriver> {
     /// The first adapter `wgpu` finds; `Err` saying why when there is none.
     pub fn new() -> Result<Self> {

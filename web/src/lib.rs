@@ -1,4 +1,30 @@
 //! The JavaScript-facing API for web pages (load a model, generate with streamed tokens, metrics).
-//! It fills in with the browser work; until then it only re-exports the engine core.
+//! So far: the browser clock for the engine's timings and the WebGPU backend over the web-sys
+//! driver, with the CPU backend as the fallback the page is told about.
 
+#[cfg(target_family = "wasm")]
+mod gpu;
+
+#[cfg(target_family = "wasm")]
+pub use gpu::{adapter_name, webgpu};
+
+pub use backend_webgpu;
 pub use engine_core;
+
+use wasm_bindgen::prelude::wasm_bindgen;
+
+#[cfg(target_family = "wasm")]
+#[wasm_bindgen]
+extern "C" {
+    /// `performance.now()`: milliseconds, monotonic, in pages and workers alike.
+    #[wasm_bindgen(js_namespace = performance, js_name = now)]
+    fn performance_now() -> f64;
+}
+
+/// Gives the engine the browser's clock (`std::time::Instant` panics on wasm). Idempotent; every
+/// entry point calls it, and pages may call it first.
+#[wasm_bindgen]
+pub fn install_clock() {
+    #[cfg(target_family = "wasm")]
+    engine_core::clock::set_wasm_millis(performance_now);
+}

@@ -1,11 +1,24 @@
 //! The driver seam: the few things the WebGPU backend asks of a GPU API — buffers, writes,
 //! compute dispatches of a WGSL kernel, and asynchronous reads. Everything above it (kernels,
-//! dispatch shapes, validation) is shared by the `wgpu` driver here and the `web-sys` driver the
-//! browser build brings.
+//! dispatch shapes, validation) is shared by the `wgpu` driver (native) and the `web-sys` driver
+//! (the browser, wasm32 and wasm64).
 
+#[cfg(target_family = "wasm")]
+mod web_sys_driver;
+#[cfg(not(target_family = "wasm"))]
 mod wgpu_driver;
 
+#[cfg(target_family = "wasm")]
+pub use web_sys_driver::{WebSysBuffer, WebSysDriver};
+#[cfg(not(target_family = "wasm"))]
 pub use wgpu_driver::WgpuDriver;
+
+/// The driver this target builds: `wgpu` natively, `web-sys` in the browser.
+#[cfg(not(target_family = "wasm"))]
+pub type DefaultDriver = WgpuDriver;
+/// The driver this target builds: `wgpu` natively, `web-sys` in the browser.
+#[cfg(target_family = "wasm")]
+pub type DefaultDriver = WebSysDriver;
 
 use crate::kernels::Kernel;
 use engine_core::Result;

@@ -15,7 +15,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         return;
     }
     let base = row * p.cols;
-    var bv = -3.4028235e38;
+    var bv = -3.4028234663852886e38; // -f32::MAX exactly (Tint rejects -3.4028235e38 as out of range)
     var bi = 0xffffffffu;
     for (var i = lid.x; i < p.cols; i = i + 256u) {
         let v = x[base + i];

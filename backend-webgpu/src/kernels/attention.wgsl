@@ -49,7 +49,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     // The lowest finite f32 rather than -inf (which WGSL cannot spell): every finite score
     // exceeds it, and with only -inf or NaN scores the sum stays 0 or NaN and the output NaN, as
     // the CPU's exp(-inf - -inf) gives.
-    var m = -3.4028235e38;
+    var m = -3.4028234663852886e38; // -f32::MAX exactly (Tint rejects -3.4028235e38 as out of range)
     var l = 0.0;
     for (var base = 0u; base < keys; base = base + WG) {
         let j = base + lid.x;

@@ -13,7 +13,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         return;
     }
     let base = row * p.cols;
-    var m = -3.4028235e38;
+    var m = -3.4028234663852886e38; // -f32::MAX exactly (Tint rejects -3.4028235e38 as out of range)
     for (var i = lid.x; i < p.cols; i = i + 256u) {
         m = max(m, x[base + i]);
     }

@@ -4,13 +4,14 @@
 //! first caller that waits for it.
 
 use super::policy::{Admit, Cancel, Finish, PolicyCounters, PrefetchPolicy};
+use crate::clock::Instant;
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Fetches one key: reads its bytes and uploads them, on a worker thread.
 pub type Loader<K, V> = Arc<dyn Fn(K) -> Result<V> + Send + Sync>;
@@ -133,9 +134,16 @@ where
     K: Copy + Eq + Hash + Send + std::fmt::Debug + 'static,
     V: Clone + Send + 'static,
 {
-    /// Starts `config.workers` threads that fetch with `loader`.
+    /// Starts `config.workers` threads that fetch with `loader` (none on wasm, which fetches
+    /// inline on `wait`).
     pub fn new(config: PrefetchConfig, loader: Loader<K, V>) -> Result<Self> {
-        let workers = config.workers;
+        // wasm*-unknown-unknown cannot spawn threads (and its main thread must not block on a
+        // condvar): inline mode needs neither.
+        let workers = if cfg!(target_family = "wasm") {
+            0
+        } else {
+            config.workers
+        };
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 policy: PrefetchPolicy::new(config.queue_bound, workers.max(1)),

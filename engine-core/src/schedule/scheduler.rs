@@ -4,13 +4,14 @@
 use super::meter::{DeviceMeter, Resident};
 use super::plan::{LayerPlan, Residency};
 use super::profile::{PrefetchProfile, AUTO_MAX_DISTANCE};
+use crate::clock::Instant;
 use crate::prefetch::{
     Acquire, Fetched, LayerStats, Loader, PrefetchConfig, PrefetchStats, Prefetcher, TimelineEvent,
 };
 use crate::{Error, Result};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 type Handle<W> = Arc<Resident<W>>;
 

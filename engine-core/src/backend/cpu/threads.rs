@@ -85,20 +85,26 @@ impl Pool {
 }
 
 /// A raw pointer that may cross threads; the code using it guarantees disjoint access.
+#[cfg(not(target_family = "wasm"))]
 struct SendPtr<T>(*mut T);
 
 // Not derived: derives would require `T: Copy`.
+#[cfg(not(target_family = "wasm"))]
 impl<T> Clone for SendPtr<T> {
     fn clone(&self) -> Self {
         *self
     }
 }
+#[cfg(not(target_family = "wasm"))]
 impl<T> Copy for SendPtr<T> {}
 // SAFETY: only used to hand disjoint sub-slices of one `&mut [T]` (with `T: Send`) to other threads.
+#[cfg(not(target_family = "wasm"))]
 unsafe impl<T: Send> Send for SendPtr<T> {}
 // SAFETY: as above; the pointer itself is only read.
+#[cfg(not(target_family = "wasm"))]
 unsafe impl<T: Send> Sync for SendPtr<T> {}
 
+#[cfg(not(target_family = "wasm"))]
 impl<T> SendPtr<T> {
     fn get(self) -> *mut T {
         self.0
