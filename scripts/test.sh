@@ -61,3 +61,15 @@ export SLUICE_FUZZ_GGUF="${SLUICE_FUZZ_GGUF:-${SLUICE_TEST_MODEL_SMOLLM2:-}}"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+# The browser tests: every kernel on WebGPU (SwiftShader) and on the CPU backend in one headless
+# Chromium page, on wasm32 and wasm64. setup-web.sh installs what they need (as root with apt:
+# Chromium and its driver; wasm-bindgen-cli through cargo); where it cannot, they print why they
+# skip, unless SLUICE_REQUIRE_BROWSER=1.
+if bash scripts/setup-web.sh; then
+  bash scripts/test-web.sh
+elif [ "${SLUICE_REQUIRE_BROWSER:-0}" = 1 ]; then
+  echo "test.sh: SLUICE_REQUIRE_BROWSER=1 but the browser tools could not be set up" >&2
+  exit 1
+else
+  echo "test.sh: browser tools unavailable: the browser tests skip"
+fi
