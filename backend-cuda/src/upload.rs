@@ -24,6 +24,16 @@ struct Slot {
     copied: CudaEvent,
 }
 
+impl Drop for Slot {
+    /// The last copy out of `host` may still be in flight when the backend goes (the upload only
+    /// enqueued it): wait for it before the pinned memory is freed. `PinnedHostSlice`'s own drop
+    /// waits only on its internal event, which the raw copies above never record.
+    fn drop(&mut self) {
+        // A drop has no caller to hand an error to; a failed wait leaves nothing else to do.
+        let _ = self.copied.synchronize();
+    }
+}
+
 /// The staging buffers, allocated on first upload; `None` inside once pinning has failed.
 pub(crate) struct Staging {
     slots: Mutex<Option<Option<[Slot; 2]>>>,
@@ -104,7 +114,8 @@ pub(crate) fn upload(
                 .map_err(CudaError::driver("upload"))?;
         }
     }
-    drop(guard);
+    // Recorded before the lock goes, so that the event does not also cover the next upload's
+    // copies (another worker's), which a kernel reading this weight need not wait for.
     let ready = dev
         .ctx
         .new_event(None)
@@ -112,5 +123,6 @@ pub(crate) fn upload(
     ready
         .record(&dev.copy)
         .map_err(CudaError::driver("event record"))?;
+    drop(guard);
     Ok((dst, ready))
 }

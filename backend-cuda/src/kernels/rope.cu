@@ -1,7 +1,9 @@
 // Rotary position embedding in place over `tokens` rows of `heads` heads of `head_dim` values: one
 // thread per rotated pair. The cosines and sines (`cs[t][i] = (cos, sin)` of token t's angle for
 // pair i) come from the host in f64, and the rotation is done in f64 and rounded once, exactly as
-// the CPU reference does it.
+// the CPU reference does it. The products and sums are written as `__dmul_rn` / `__dadd_rn` /
+// `__dsub_rn`, which NVRTC never contracts into an fma (its default `--fmad=true` would fuse
+// `x0 * c - x1 * s`, rounding differently from the CPU's separate multiply and subtract).
 
 // `RopeParams` on the host.
 struct RopeParams {
@@ -33,6 +35,6 @@ extern "C" __global__ void rope_f32(const RopeParams p, float* __restrict__ x,
     const double s = cs[(t * p.half + i) * 2u + 1u];
     const double x0 = (double)x[a];
     const double x1 = (double)x[b];
-    x[a] = (float)(x0 * c - x1 * s);
-    x[b] = (float)(x0 * s + x1 * c);
+    x[a] = (float)__dsub_rn(__dmul_rn(x0, c), __dmul_rn(x1, s));
+    x[b] = (float)__dadd_rn(__dmul_rn(x0, s), __dmul_rn(x1, c));
 }
