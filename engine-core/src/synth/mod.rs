@@ -328,30 +328,26 @@ pub fn write<W: Write>(
         // A batch of chunks is generated in parallel, then written in order: memory stays at
         // `threads` chunks whatever the tensor size.
         for batch in chunks.chunks(threads) {
-            let encoded: Vec<Result<Vec<u8>>> = std::thread::scope(|scope| {
-                let handles: Vec<_> = batch
-                    .iter()
-                    .map(|&c| {
-                        scope.spawn(move || {
-                            let start = c * CHUNK_ELEMENTS as u64;
-                            let len = (n - start).min(CHUNK_ELEMENTS as u64) as usize;
-                            let mut values = vec![0f32; len];
-                            fill_values(cfg, spec, index, start, &mut values);
-                            let mut bytes = Vec::new();
-                            quant::quantize(ty, &values, &mut bytes)?;
-                            Ok(bytes)
+            let encode = |c: u64| encode_chunk(cfg, spec, index, n, ty, c);
+            // One thread encodes inline: no thread is spawned, which wasm cannot do.
+            let encoded: Vec<Result<Vec<u8>>> = if threads == 1 {
+                batch.iter().map(|&c| encode(c)).collect()
+            } else {
+                std::thread::scope(|scope| {
+                    let handles: Vec<_> = batch
+                        .iter()
+                        .map(|&c| scope.spawn(move || encode(c)))
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| {
+                            h.join().unwrap_or_else(|_| {
+                                Err(Error::Config("a synth worker panicked".into()))
+                            })
                         })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join().unwrap_or_else(|_| {
-                            Err(Error::Config("a synth worker panicked".into()))
-                        })
-                    })
-                    .collect()
-            });
+                        .collect()
+                })
+            };
             for bytes in encoded {
                 let bytes = bytes?;
                 writer.write_tensor_data(&bytes)?;
@@ -361,6 +357,24 @@ pub fn write<W: Write>(
         }
     }
     writer.finish()
+}
+
+/// Generates and quantizes chunk `c` of tensor `index` (`n` elements in all) as `ty`.
+fn encode_chunk(
+    cfg: &SynthConfig,
+    spec: &TensorSpec,
+    index: usize,
+    n: u64,
+    ty: GgmlType,
+    c: u64,
+) -> Result<Vec<u8>> {
+    let start = c * CHUNK_ELEMENTS as u64;
+    let len = (n - start).min(CHUNK_ELEMENTS as u64) as usize;
+    let mut values = vec![0f32; len];
+    fill_values(cfg, spec, index, start, &mut values);
+    let mut bytes = Vec::new();
+    quant::quantize(ty, &values, &mut bytes)?;
+    Ok(bytes)
 }
 
 #[cfg(test)]
