@@ -4,7 +4,19 @@
 use super::{Logits, Model, Session};
 use crate::backend::Backend;
 use crate::sample::Sampler;
+use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
+
+/// Why a generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// The model produced an end-of-generation token (not emitted).
+    EndOfGeneration,
+    /// `max_tokens` were emitted.
+    MaxTokens,
+    /// The session holds no more positions.
+    ContextFull,
+}
 
 /// A running generation: the session being extended and the sampler choosing tokens.
 pub struct Generator<'a, B: Backend> {
@@ -74,6 +86,36 @@ impl<'a, B: Backend> Generator<'a, B> {
         self.sampler.accept(token);
         self.pending = Some(token);
         Ok(token)
+    }
+
+    /// Whether `token`, just sampled after `emitted` tokens were emitted, ends the generation
+    /// before it is emitted: an end-of-generation token, or the `max_tokens` budget already spent.
+    pub fn stop_before(
+        &self,
+        tokenizer: &Tokenizer,
+        token: u32,
+        emitted: usize,
+        max_tokens: usize,
+    ) -> Option<Stop> {
+        if emitted >= max_tokens {
+            Some(Stop::MaxTokens)
+        } else if tokenizer.is_eog(token) {
+            Some(Stop::EndOfGeneration)
+        } else {
+            None
+        }
+    }
+
+    /// Whether to stop after emitting the `emitted`-th token rather than [`Generator::step`]
+    /// again: checked before the step so that no forward pass runs for a token nobody will see.
+    pub fn stop_after(&self, emitted: usize, max_tokens: usize) -> Option<Stop> {
+        if emitted >= max_tokens {
+            Some(Stop::MaxTokens)
+        } else if self.position() >= self.limit() {
+            Some(Stop::ContextFull)
+        } else {
+            None
+        }
     }
 
     /// Positions used so far (prompt and generated tokens fed in).

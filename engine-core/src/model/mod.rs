@@ -3,9 +3,11 @@
 
 mod forward;
 mod generate;
+mod prompt;
 mod session;
 
-pub use generate::Generator;
+pub use generate::{Generator, Stop};
+pub use prompt::{Prompt, PromptError};
 pub use session::Session;
 
 mod plan;

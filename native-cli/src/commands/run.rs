@@ -2,10 +2,9 @@
 //! tokens as they are produced.
 
 use super::engine::{BackendKind, CliBackend, Engine, EngineArgs};
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, Result};
 use clap::Args;
-use engine_core::chat::ChatMessage;
-use engine_core::model::Generator;
+use engine_core::model::{Generator, Prompt, PromptError, Stop};
 use engine_core::sample::{Sampler, SamplerConfig};
 use engine_core::tokenizer::Decoder;
 use std::io::Write;
@@ -93,29 +92,17 @@ pub fn run(args: &RunArgs) -> Result<()> {
 }
 
 fn run_on<B: CliBackend>(engine: Engine<B>, args: &RunArgs) -> Result<()> {
-    let text = if args.chat {
-        let template = engine
-            .template
-            .as_ref()
-            .context("this model has no chat template; run without --chat")?;
-        let mut messages = Vec::new();
-        if let Some(system) = &args.system {
-            messages.push(ChatMessage::new("system", system));
-        }
-        messages.push(ChatMessage::new("user", &args.prompt));
-        template
-            .render(&messages, true)
-            .context("rendering the chat template")?
-    } else {
-        args.prompt.clone()
+    let request = Prompt {
+        text: &args.prompt,
+        chat: args.chat,
+        system: args.system.as_deref(),
     };
-    let prompt = engine
-        .tokenizer
-        .encode(&text, true, true)
-        .context("tokenizing the prompt")?;
-    if prompt.is_empty() {
-        bail!("the prompt is empty");
-    }
+    let prompt = request
+        .tokens(&engine.tokenizer, engine.template.as_ref())
+        .map_err(|e| match e {
+            PromptError::NoTemplate => anyhow!("{e}; run without --chat"),
+            e => e.into(),
+        })?;
     let sampler_config = args.sampling.config();
     let seed = sampler_config.seed;
     let mut session = engine.model.session(&engine.backend, args.engine.ctx)?;
@@ -132,21 +119,24 @@ fn run_on<B: CliBackend>(engine: Engine<B>, args: &RunArgs) -> Result<()> {
     let mut token = pollster::block_on(generator.prefill(&prompt, 512))?;
     let ttft = start.elapsed();
     let mut generated = 0;
-    while generated < args.max_tokens && !engine.tokenizer.is_eog(token) {
+    while generator
+        .stop_before(&engine.tokenizer, token, generated, args.max_tokens)
+        .is_none()
+    {
         out.write_all(decoder.push(token)?.as_bytes())?;
         out.flush()?;
         generated += 1;
-        if generated == args.max_tokens {
-            break;
+        match generator.stop_after(generated, args.max_tokens) {
+            Some(Stop::ContextFull) => {
+                eprintln!(
+                    "\nsluice: context full ({} positions); stopping",
+                    generator.position()
+                );
+                break;
+            }
+            Some(_) => break,
+            None => token = pollster::block_on(generator.step())?,
         }
-        if generator.position() >= generator.limit() {
-            eprintln!(
-                "\nsluice: context full ({} positions); stopping",
-                generator.position()
-            );
-            break;
-        }
-        token = pollster::block_on(generator.step())?;
     }
     out.write_all(decoder.finish().as_bytes())?;
     writeln!(out)?;
