@@ -1,10 +1,18 @@
 //! The JavaScript-facing API for web pages (load a model, generate with streamed tokens, metrics).
-//! So far: the browser clock for the engine's timings and the WebGPU backend over the web-sys
-//! driver, with the CPU backend as the fallback the page is told about.
+//! `Engine` loads a GGUF from bytes onto WebGPU (the web-sys driver) or the CPU, generates with
+//! streamed tokens and can be stopped; the browser clock gives the engine its timings.
 
 #[cfg(target_family = "wasm")]
+mod engine;
+#[cfg(target_family = "wasm")]
 mod gpu;
+#[cfg(target_family = "wasm")]
+mod options;
+#[cfg(target_family = "wasm")]
+mod run;
 
+#[cfg(target_family = "wasm")]
+pub use engine::Engine;
 #[cfg(target_family = "wasm")]
 pub use gpu::{adapter_name, webgpu};
 
