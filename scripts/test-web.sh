@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The browser tests: web/tests run in headless Chromium (SwiftShader WebGPU, flags in
-# web/webdriver.json), comparing every kernel on WebGPU with the CPU backend in the same page.
+# web/webdriver.json): every kernel on WebGPU against the CPU backend in the same page (kernels),
+# and the JavaScript API's Engine generating on both (generate).
 # wasm32 on stable, then wasm64 on the shipped nightly with build-std (SLUICE_WEB_WASM64=0 skips it).
 # The WebGPU adapter is required here (SLUICE_REQUIRE_WEBGPU=1 unless set otherwise): with
 # Chromium's flags SwiftShader always provides one, so a missing adapter is a failure, not a skip.
@@ -24,8 +25,8 @@ timed() {
 # Libraries only: the native dev-dependencies (proptest) do not build for wasm.
 timed cargo clippy --locked --target wasm32-unknown-unknown -p engine-core -p backend-webgpu \
   -p sluice-web --lib -- -D warnings
-timed cargo test --locked --target wasm32-unknown-unknown -p sluice-web --test kernels
+timed cargo test --locked --target wasm32-unknown-unknown -p sluice-web --test kernels --test generate
 if [ "${SLUICE_WEB_WASM64:-1}" = 1 ]; then
   timed cargo +nightly test --locked --target wasm64-unknown-unknown -Zbuild-std=std,panic_abort \
-    -p sluice-web --test kernels
+    -p sluice-web --test kernels --test generate
 fi

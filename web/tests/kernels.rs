@@ -6,7 +6,10 @@
 //! pass, unless the build had `SLUICE_REQUIRE_WEBGPU=1`, which makes that a failure.
 #![cfg(target_family = "wasm")]
 
-use backend_webgpu::{KernelOptions, WebGpuBackend, WebSysDriver};
+mod common;
+
+use backend_webgpu::KernelOptions;
+use common::{require_webgpu, webgpu_or_skip, Gpu};
 use engine_core::backend::cpu::{CpuBackend, CpuBuffer, CpuConfig, MatmulPath};
 use engine_core::backend::WeightDesc;
 use engine_core::backend::{AttentionParams, Backend, MatmulShape, RmsNormParams, RowsParams};
@@ -17,13 +20,6 @@ use wasm_bindgen_test::{console_log, wasm_bindgen_test, wasm_bindgen_test_config
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-type Gpu = WebGpuBackend<WebSysDriver>;
-
-/// Read at compile time: a page cannot see the environment the tests were started from.
-fn require_webgpu() -> bool {
-    option_env!("SLUICE_REQUIRE_WEBGPU") == Some("1")
-}
-
 /// Written past the output before each op: it must still be there after.
 const SENTINEL: f32 = 7.0;
 
@@ -32,25 +28,14 @@ thread_local! {
     static GPU: RefCell<Option<Gpu>> = const { RefCell::new(None) };
 }
 
-/// The page's WebGPU backend, or `None` with the reason printed (a panic when required).
+/// The page's WebGPU backend (opened once), or `None` with the reason printed.
 async fn gpu() -> Option<Gpu> {
     if let Some(g) = GPU.with(|g| g.borrow().clone()) {
         return Some(g);
     }
-    match sluice_web::webgpu().await {
-        Ok(g) => {
-            console_log!("adapter: {}", g.name());
-            GPU.with(|slot| *slot.borrow_mut() = Some(g.clone()));
-            Some(g)
-        }
-        Err(e) if require_webgpu() => {
-            panic!("SLUICE_REQUIRE_WEBGPU=1 but the page has no WebGPU adapter: {e}")
-        }
-        Err(e) => {
-            console_log!("skipped: {e}");
-            None
-        }
-    }
+    let g = webgpu_or_skip().await?;
+    GPU.with(|slot| *slot.borrow_mut() = Some(g.clone()));
+    Some(g)
 }
 
 /// The CPU reference: exact path (f32 dequantized weights, f32 accumulation), one thread.

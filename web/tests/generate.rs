@@ -1,0 +1,191 @@
+//! The JavaScript API end to end in the page: a small synthetic llama GGUF (engine-core's synth) is
+//! loaded into an `Engine` on the CPU and on WebGPU; greedy generation must pick the same tokens
+//! on both and stream one piece per token; truncated bytes reject with the engine's message; and
+//! `stop()` from the token callback ends the generation.
+//!
+//! Runs in headless Chromium (`scripts/test-web.sh`); without an adapter the WebGPU half skips
+//! unless the build had `SLUICE_REQUIRE_WEBGPU=1`.
+#![cfg(target_family = "wasm")]
+
+mod common;
+
+use common::webgpu_or_skip;
+use engine_core::quant::GgmlType;
+use engine_core::synth::{self, SynthConfig};
+use js_sys::{Function, Uint8Array};
+use serde::Deserialize;
+use sluice_web::Engine;
+use std::cell::RefCell;
+use std::rc::Rc;
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::{console_log, wasm_bindgen_test, wasm_bindgen_test_configure};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+/// The fields of `generate`'s result the tests look at.
+#[derive(Debug, Deserialize)]
+struct Generated {
+    text: String,
+    tokens: Vec<u32>,
+    prompt_tokens: usize,
+    generated_tokens: usize,
+    stop_reason: String,
+}
+
+const PROMPT: &str = "hello world, the quick brown fox";
+
+/// A tiny llama (2 layers, dim 64, GQA) in Q8_0: milliseconds per token on a software adapter.
+fn model_bytes() -> Vec<u8> {
+    let cfg = SynthConfig {
+        layers: 2,
+        dim: 64,
+        ffn: 128,
+        heads: 4,
+        kv_heads: 2,
+        vocab: 512,
+        context: 128,
+        weight_type: GgmlType::Q8_0,
+        seed: 11,
+        ..SynthConfig::default()
+    };
+    // One thread: synth encodes inline instead of spawning (wasm has no threads).
+    synth::write(&cfg, Vec::new(), 1, |_, _| {}).expect("synth model")
+}
+
+fn options(json: &str) -> JsValue {
+    js_sys::JSON::parse(json).expect("options JSON")
+}
+
+async fn load(bytes: &[u8], backend: &str) -> Result<Engine, String> {
+    let opts = options(&format!(r#"{{"backend":"{backend}","matmul":"exact"}}"#));
+    Engine::load(Uint8Array::from(bytes), opts)
+        .await
+        .map_err(|e| message(e.into()))
+}
+
+/// The text of a rejected promise or returned `JsError`.
+fn message(e: JsValue) -> String {
+    e.dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .unwrap_or_else(|| format!("{e:?}"))
+}
+
+/// Generates greedily, collecting the pieces the callback receives; `stop_at` calls `stop()`
+/// from the callback once that many pieces arrived.
+async fn generate(
+    engine: Rc<Engine>,
+    max_tokens: usize,
+    stop_at: Option<usize>,
+) -> (Generated, Vec<String>) {
+    let pieces = Rc::new(RefCell::new(Vec::new()));
+    let (seen, stopper) = (pieces.clone(), engine.clone());
+    let on_token = Closure::<dyn FnMut(String)>::new(move |piece: String| {
+        seen.borrow_mut().push(piece);
+        if Some(seen.borrow().len()) == stop_at {
+            stopper.stop();
+        }
+    });
+    let opts = options(&format!(
+        r#"{{"max_tokens":{max_tokens},"temperature":0,"seed":1}}"#
+    ));
+    let promise = engine.generate(
+        PROMPT.to_string(),
+        opts,
+        on_token.as_ref().unchecked_ref::<Function>().clone(),
+    );
+    let result = JsFuture::from(promise)
+        .await
+        .unwrap_or_else(|e| panic!("generate rejected: {}", message(e)));
+    let result: Generated = serde_wasm_bindgen::from_value(result).expect("result shape");
+    let pieces = pieces.borrow().clone();
+    (result, pieces)
+}
+
+/// One piece per token, plus at most one final flush of an unfinished character; together they
+/// are the text.
+fn assert_streamed(what: &str, r: &Generated, pieces: &[String]) {
+    assert_eq!(
+        r.generated_tokens,
+        r.tokens.len(),
+        "{what}: generated_tokens"
+    );
+    let extra = pieces.len().checked_sub(r.tokens.len());
+    assert!(
+        extra == Some(0)
+            || (extra == Some(1) && pieces.last().is_some_and(|p| p.contains('\u{FFFD}'))),
+        "{what}: {} pieces for {} tokens",
+        pieces.len(),
+        r.tokens.len()
+    );
+    assert_eq!(pieces.concat(), r.text, "{what}: pieces vs text");
+}
+
+#[wasm_bindgen_test]
+async fn greedy_tokens_match_between_cpu_and_webgpu() {
+    let bytes = model_bytes();
+    let cpu = Rc::new(load(&bytes, "cpu").await.expect("cpu engine"));
+    assert_eq!(cpu.backend(), "cpu");
+    assert_eq!(cpu.fallback_reason(), None);
+    let (want, pieces) = generate(cpu.clone(), 16, None).await;
+    console_log!("cpu: {:?} ({})", want.tokens, want.stop_reason);
+    assert!(!want.tokens.is_empty(), "no tokens on the cpu");
+    assert!(want.prompt_tokens > 0);
+    assert_streamed("cpu", &want, &pieces);
+
+    if webgpu_or_skip().await.is_none() {
+        return;
+    }
+    let gpu = Rc::new(load(&bytes, "webgpu").await.expect("webgpu engine"));
+    assert!(gpu.backend().starts_with("webgpu"), "{}", gpu.backend());
+    let (got, pieces) = generate(gpu.clone(), 16, None).await;
+    assert_streamed("webgpu", &got, &pieces);
+    assert_eq!(got.tokens, want.tokens, "greedy tokens: webgpu vs cpu");
+    assert_eq!(got.text, want.text);
+    let metrics = gpu
+        .metrics()
+        .map_err(|e| message(e.into()))
+        .expect("metrics");
+    console_log!("metrics: {metrics:?}");
+}
+
+#[wasm_bindgen_test]
+async fn truncated_bytes_reject_with_the_engines_message() {
+    let bytes = model_bytes();
+    for cut in [10, bytes.len() / 2, bytes.len() - 1] {
+        let err = match load(&bytes[..cut], "cpu").await {
+            Ok(_) => panic!("{cut} of {} bytes loaded", bytes.len()),
+            Err(e) => e,
+        };
+        console_log!("{cut} bytes: {err}");
+        assert!(!err.is_empty() && !err.contains("unreachable"), "{err}");
+    }
+    let err = match Engine::load(
+        Uint8Array::from(&bytes[..]),
+        options(r#"{"backend":"tpu"}"#),
+    )
+    .await
+    {
+        Ok(_) => panic!("an unknown backend loaded"),
+        Err(e) => message(e.into()),
+    };
+    assert!(err.contains("load options"), "{err}");
+}
+
+#[wasm_bindgen_test]
+async fn stop_from_the_callback_ends_generation() {
+    let engine = Rc::new(load(&model_bytes(), "cpu").await.expect("cpu engine"));
+    let (r, pieces) = generate(engine.clone(), 16, Some(3)).await;
+    assert!(
+        (3..=4).contains(&r.tokens.len()),
+        "stopped after {} tokens ({})",
+        r.tokens.len(),
+        r.stop_reason
+    );
+    assert_eq!(r.stop_reason, "stopped");
+    assert_streamed("stopped", &r, &pieces);
+    // The flag is cleared for the next generation.
+    let (again, _) = generate(engine, 6, None).await;
+    assert_ne!(again.stop_reason, "stopped");
+}
