@@ -57,3 +57,67 @@ impl Prompt<'_> {
         Ok(tokens)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::SynthConfig;
+
+    fn parts() -> (Tokenizer, ChatTemplate) {
+        let m = SynthConfig::default().metadata().unwrap();
+        (
+            Tokenizer::from_metadata(&m).unwrap(),
+            ChatTemplate::from_metadata(&m).unwrap(),
+        )
+    }
+
+    #[test]
+    fn chat_mode_tokenizes_the_rendered_template() {
+        let (tok, template) = parts();
+        let prompt = Prompt {
+            text: "Hi",
+            chat: true,
+            system: Some("Be brief."),
+        };
+        let rendered = template
+            .render(
+                &[ChatMessage::system("Be brief."), ChatMessage::user("Hi")],
+                true,
+            )
+            .unwrap();
+        assert_eq!(
+            prompt.tokens(&tok, Some(&template)).unwrap(),
+            tok.encode(&rendered, true, true).unwrap()
+        );
+        let plain = Prompt {
+            chat: false,
+            ..prompt
+        };
+        assert_eq!(
+            plain.tokens(&tok, None).unwrap(),
+            tok.encode("Hi", true, true).unwrap()
+        );
+    }
+
+    #[test]
+    fn missing_template_and_empty_prompt_are_typed_errors() {
+        let (tok, _) = parts();
+        let chat = Prompt {
+            text: "Hi",
+            chat: true,
+            system: None,
+        };
+        assert!(matches!(
+            chat.tokens(&tok, None),
+            Err(PromptError::NoTemplate)
+        ));
+        // The synthesized vocabulary adds no BOS, so an empty text has no tokens at all.
+        let empty = Prompt {
+            text: "",
+            chat: false,
+            system: None,
+        };
+        assert!(!tok.add_bos());
+        assert!(matches!(empty.tokens(&tok, None), Err(PromptError::Empty)));
+    }
+}
