@@ -143,6 +143,10 @@ async fn greedy_tokens_match_between_cpu_and_webgpu() {
     assert_streamed("webgpu", &got, &pieces);
     assert_eq!(got.tokens, want.tokens, "greedy tokens: webgpu vs cpu");
     assert_eq!(got.text, want.text);
+    // With an adapter, "auto" picks it and has nothing to explain.
+    let auto = load(&bytes, "auto").await.expect("auto engine");
+    assert_eq!(auto.backend(), gpu.backend());
+    assert_eq!(auto.fallback_reason(), None);
     let metrics = gpu
         .metrics()
         .map_err(|e| message(e.into()))
