@@ -1,7 +1,7 @@
 //! `sluice bench`: load time, time to first token, prefill and decode tokens/s and peak memory, as
 //! JSON. Measured like `scripts/llamacpp_bench.py` so the two can stand side by side.
 
-use super::engine::{BackendKind, CliBackend, Engine, EngineArgs};
+use super::engine::{with_engine, CliBackend, Engine, EngineArgs, EngineTask};
 use anyhow::Result;
 use clap::Args;
 use engine_core::model::Generator;
@@ -30,19 +30,12 @@ pub struct BenchArgs {
 
 /// Runs `sluice bench` and prints JSON.
 pub fn run(args: &BenchArgs) -> Result<()> {
-    match args.engine.backend.resolve() {
-        BackendKind::Cpu => run_on(
-            Engine::<engine_core::backend::cpu::CpuBackend>::load(&args.engine)?,
-            args,
-        ),
-        BackendKind::Webgpu => run_on(
-            Engine::<backend_webgpu::WebGpuBackend>::load(&args.engine)?,
-            args,
-        ),
-        BackendKind::Cuda => run_on(
-            Engine::<backend_cuda::CudaBackend>::load(&args.engine)?,
-            args,
-        ),
+    with_engine(&args.engine, args)
+}
+
+impl EngineTask for &BenchArgs {
+    fn run<B: CliBackend>(self, engine: Engine<B>) -> Result<()> {
+        run_on(engine, self)
     }
 }
 

@@ -80,44 +80,41 @@ pub enum BackendArg {
     Auto,
 }
 
-/// A backend the commands can run on, once `auto` is resolved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackendKind {
-    Cpu,
-    Webgpu,
-    Cuda,
+/// What a command does with a loaded engine, whatever its backend.
+pub trait EngineTask {
+    fn run<B: CliBackend>(self, engine: Engine<B>) -> Result<()>;
 }
 
-impl BackendArg {
-    /// The backend to use; `auto` tries CUDA, then WebGPU, then the CPU, and says on stderr which
-    /// it picked and why.
-    pub fn resolve(self) -> BackendKind {
-        match self {
-            BackendArg::Cpu => BackendKind::Cpu,
-            BackendArg::Webgpu => BackendKind::Webgpu,
-            BackendArg::Cuda => BackendKind::Cuda,
-            BackendArg::Auto => {
-                let cuda = match CudaBackend::new(0) {
-                    Ok(b) => {
-                        eprintln!("sluice: --backend auto: using {}", b.name());
-                        return BackendKind::Cuda;
-                    }
-                    Err(e) => e,
-                };
-                match WebGpuBackend::new() {
-                    Ok(b) => {
-                        eprintln!(
-                            "sluice: --backend auto: using {} (no CUDA: {cuda})",
-                            b.name()
-                        );
-                        BackendKind::Webgpu
-                    }
-                    Err(webgpu) => {
-                        eprintln!(
-                            "sluice: --backend auto: using the CPU (no CUDA: {cuda}; no WebGPU: {webgpu})"
-                        );
-                        BackendKind::Cpu
-                    }
+/// Opens the backend `args` ask for, loads the model onto it and runs `task`. `auto` tries CUDA,
+/// then WebGPU, then the CPU, says on stderr which it picked and why, and keeps the device it
+/// opened to find out.
+pub fn with_engine(args: &EngineArgs, task: impl EngineTask) -> Result<()> {
+    match args.backend {
+        BackendArg::Cpu => task.run(Engine::load(args, || CpuBackend::create(args))?),
+        BackendArg::Webgpu => task.run(Engine::load(args, || WebGpuBackend::create(args))?),
+        BackendArg::Cuda => task.run(Engine::load(args, || CudaBackend::create(args))?),
+        BackendArg::Auto => {
+            let cuda = match CudaBackend::create(args) {
+                Ok(b) => {
+                    eprintln!("sluice: --backend auto: using {}", b.name());
+                    return task.run(Engine::load(args, || Ok(b))?);
+                }
+                Err(e) => e,
+            };
+            match WebGpuBackend::create(args) {
+                Ok(b) => {
+                    eprintln!(
+                        "sluice: --backend auto: using {} (no CUDA: {cuda:#})",
+                        b.name()
+                    );
+                    task.run(Engine::load(args, || Ok(b))?)
+                }
+                Err(webgpu) => {
+                    eprintln!(
+                        "sluice: --backend auto: using the CPU (no CUDA: {cuda:#}; no WebGPU: \
+                         {webgpu:#})"
+                    );
+                    task.run(Engine::load(args, || CpuBackend::create(args))?)
                 }
             }
         }
@@ -237,7 +234,9 @@ impl<B: CliBackend> Engine<B> {
         self.backend.name()
     }
 
-    pub fn load(args: &EngineArgs) -> Result<Self> {
+    /// Opens the model `args` name and loads it onto the backend `open_backend` gives (opened
+    /// within the load time the benchmarks report).
+    pub fn load(args: &EngineArgs, open_backend: impl FnOnce() -> Result<B>) -> Result<Self> {
         let path = crate::models::resolve(args.model.as_deref())?;
         let start = Instant::now();
         let open = |e: engine_core::Error| {
@@ -257,7 +256,7 @@ impl<B: CliBackend> Engine<B> {
                 .map_err(open)?;
             let store = Arc::new(WeightStore::open(source, store_config).map_err(open)?);
             let io = store.clone();
-            let mut engine = Self::build(args, path.clone(), store, start)?;
+            let mut engine = Self::build(args, open_backend, path.clone(), store, start)?;
             engine.io_stats = Some(Box::new(move || io.source().stats()));
             return Ok(engine);
         }
@@ -265,23 +264,24 @@ impl<B: CliBackend> Engine<B> {
             SourceArg::Mmap => {
                 let source = MmapSource::open(&path).map_err(open)?;
                 let store = WeightStore::open(source, StoreConfig::default()).map_err(open)?;
-                Self::build(args, path, Arc::new(store), start)
+                Self::build(args, open_backend, path, Arc::new(store), start)
             }
             SourceArg::File => {
                 let source = FileSource::open(&path).map_err(open)?;
                 let store = WeightStore::open(source, store_config).map_err(open)?;
-                Self::build(args, path, Arc::new(store), start)
+                Self::build(args, open_backend, path, Arc::new(store), start)
             }
         }
     }
 
     fn build<S: ByteSource + 'static>(
         args: &EngineArgs,
+        open_backend: impl FnOnce() -> Result<B>,
         path: std::path::PathBuf,
         store: Arc<WeightStore<S>>,
         start: Instant,
     ) -> Result<Self> {
-        let backend = B::create(args)?;
+        let backend = open_backend()?;
         let budget = match (args.device_mem, backend.device_budget()?) {
             (Some(asked), Some(usable)) if asked > usable => {
                 eprintln!(

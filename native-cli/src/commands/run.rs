@@ -1,7 +1,7 @@
 //! `sluice run`: generate text from a prompt (plain, or through the model's chat template), printing
 //! tokens as they are produced.
 
-use super::engine::{BackendKind, CliBackend, Engine, EngineArgs};
+use super::engine::{with_engine, CliBackend, Engine, EngineArgs, EngineTask};
 use anyhow::{anyhow, Result};
 use clap::Args;
 use engine_core::model::{Generator, Prompt, PromptError, Stop};
@@ -75,19 +75,12 @@ pub struct RunArgs {
 
 /// Runs `sluice run`, streaming text to stdout.
 pub fn run(args: &RunArgs) -> Result<()> {
-    match args.engine.backend.resolve() {
-        BackendKind::Cpu => run_on(
-            Engine::<engine_core::backend::cpu::CpuBackend>::load(&args.engine)?,
-            args,
-        ),
-        BackendKind::Webgpu => run_on(
-            Engine::<backend_webgpu::WebGpuBackend>::load(&args.engine)?,
-            args,
-        ),
-        BackendKind::Cuda => run_on(
-            Engine::<backend_cuda::CudaBackend>::load(&args.engine)?,
-            args,
-        ),
+    with_engine(&args.engine, args)
+}
+
+impl EngineTask for &RunArgs {
+    fn run<B: CliBackend>(self, engine: Engine<B>) -> Result<()> {
+        run_on(engine, self)
     }
 }
 
