@@ -9,6 +9,8 @@ use engine_core::backend::Backend;
 use engine_core::chat::ChatTemplate;
 use engine_core::clock::Instant;
 use engine_core::model::Model;
+use engine_core::prefetch::PrefetchConfig;
+use engine_core::schedule::{PrefetchProfile, SchedulerConfig};
 use engine_core::source::{ByteSource, MemorySource};
 use engine_core::store::{StoreConfig, WeightStore};
 use engine_core::tokenizer::Tokenizer;
@@ -17,7 +19,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 use wasm_bindgen::prelude::wasm_bindgen;
-use wasm_bindgen::{JsError, JsValue};
+use wasm_bindgen::{JsCast, JsError, JsValue};
 use wasm_bindgen_futures::future_to_promise;
 
 /// The model on whichever backend was chosen.
@@ -46,13 +48,18 @@ pub struct Engine {
 #[wasm_bindgen]
 impl Engine {
     /// Parses the GGUF in `bytes` and uploads its weights to the chosen backend. `options`:
-    /// `{ backend?: "auto" | "webgpu" | "cpu", ctx?: number, matmul?: "precise" | "exact" }`.
+    /// `{ backend?: "auto" | "webgpu" | "cpu", ctx?: number, matmul?: "precise" | "exact",
+    /// device_mem?: number }`; with `device_mem` (bytes) the backend holds at most that much of
+    /// the weights and streams the other layers from wasm memory on every pass.
     pub async fn load(bytes: Uint8Array, options: JsValue) -> Result<Engine, JsError> {
         crate::install_clock();
         let opts: LoadOptions = options::parse("load options", options)?;
         let start = Instant::now();
         // The one copy of the file in wasm memory; the JavaScript array is not kept.
-        let store = WeightStore::open(MemorySource::new(copy_in(&bytes)?), StoreConfig::default())?;
+        let store = Arc::new(WeightStore::open(
+            MemorySource::new(copy_in(&bytes)?),
+            StoreConfig::default(),
+        )?);
         drop(bytes);
         let (device, backend, fallback_reason) = open_device(&opts, &store).await?;
         let metadata = &store.gguf().metadata;
@@ -79,6 +86,10 @@ impl Engine {
             last_generated_tokens: None,
             last_prefill_tok_s: None,
             last_decode_tok_s: None,
+            wasm: WASM,
+            memory_bytes: 0,
+            device_bytes: 0,
+            prefetch: Default::default(),
         };
         Ok(Engine {
             inner: Rc::new(Inner {
@@ -144,9 +155,17 @@ impl Engine {
     }
 
     /// `{ backend, fallback_reason, model_name, architecture, parameters, layers, context, load_s,
-    /// last_prompt_tokens, last_generated_tokens, last_prefill_tok_s, last_decode_tok_s }`.
+    /// last_prompt_tokens, last_generated_tokens, last_prefill_tok_s, last_decode_tok_s, wasm,
+    /// memory_bytes, device_bytes, prefetch }`; `prefetch` is the layer scheduler's statistics
+    /// (`mode`, `passes`, `hits`, `stalls`, `bytes_moved`, per-layer totals…).
     pub fn metrics(&self) -> Result<JsValue, JsError> {
-        options::to_js(&*self.inner.metrics.borrow())
+        let mut m = self.inner.metrics.borrow_mut();
+        m.memory_bytes = wasm_memory_bytes();
+        (m.device_bytes, m.prefetch) = match &self.inner.device {
+            Device::Cpu(l) => (l.model.device_bytes(), l.model.prefetch_stats()),
+            Device::Gpu(l) => (l.model.device_bytes(), l.model.prefetch_stats()),
+        };
+        options::to_js(&*m)
     }
 }
 
@@ -159,9 +178,9 @@ fn copy_in(bytes: &Uint8Array) -> Result<Arc<[u8]>, JsError> {
 }
 
 /// Loads the model on the backend `opts` asks for: `(device, backend name, fallback reason)`.
-async fn open_device<S: ByteSource>(
+async fn open_device<S: ByteSource + 'static>(
     opts: &LoadOptions,
-    store: &WeightStore<S>,
+    store: &Arc<WeightStore<S>>,
 ) -> Result<(Device, String, Option<String>), JsError> {
     let gpu = match opts.backend {
         BackendChoice::Cpu => Err("the CPU was asked for".to_string()),
@@ -171,7 +190,7 @@ async fn open_device<S: ByteSource>(
     match gpu {
         Ok(backend) => {
             let name = backend.name();
-            Ok((Device::Gpu(load_on(backend, store)?), name, None))
+            Ok((Device::Gpu(load_on(backend, store, opts)?), name, None))
         }
         Err(reason) => {
             let path = match opts.matmul {
@@ -182,26 +201,64 @@ async fn open_device<S: ByteSource>(
             let backend = CpuBackend::new(CpuConfig { threads: 1, path })?;
             let name = backend.name();
             let fallback = (opts.backend == BackendChoice::Auto).then_some(reason);
-            Ok((Device::Cpu(load_on(backend, store)?), name, fallback))
+            Ok((Device::Cpu(load_on(backend, store, opts)?), name, fallback))
         }
     }
 }
 
-fn load_on<B: Backend, S: ByteSource>(
+fn load_on<B, S>(
     backend: B,
-    store: &WeightStore<S>,
-) -> Result<Loaded<B>, JsError> {
+    store: &Arc<WeightStore<S>>,
+    opts: &LoadOptions,
+) -> Result<Loaded<B>, JsError>
+where
+    B: Backend + Clone + Send + Sync + 'static,
+    S: ByteSource + 'static,
+{
     let metadata = &store.gguf().metadata;
     let tokenizer = Tokenizer::from_metadata(metadata)?;
     // A model without a usable template still generates; `chat: true` then says so.
     let template = ChatTemplate::from_metadata(metadata).ok();
-    let model = Model::load(&backend, store)?;
+    let model = match opts.device_mem {
+        None => Model::load(&backend, &**store)?,
+        Some(budget) => {
+            let config = SchedulerConfig {
+                budget,
+                profile: PrefetchProfile::Default,
+                // The page has no threads: a fetch runs when a step needs it, and the GPU
+                // queue carries the upload while earlier kernels still run.
+                prefetch: PrefetchConfig {
+                    workers: 0,
+                    ..PrefetchConfig::default()
+                },
+            };
+            Model::load_streaming(&backend, store.clone(), config)?
+        }
+    };
     Ok(Loaded {
         backend,
         model,
         tokenizer,
         template,
     })
+}
+
+/// The build's address width.
+const WASM: &str = if cfg!(target_pointer_width = "64") {
+    "wasm64"
+} else {
+    "wasm32"
+};
+
+/// The size of this module's linear memory, where the model's bytes live.
+fn wasm_memory_bytes() -> u64 {
+    wasm_bindgen::memory()
+        .dyn_into::<js_sys::WebAssembly::Memory>()
+        .map(|m| {
+            let buffer: js_sys::ArrayBuffer = m.buffer().unchecked_into();
+            buffer.byte_length() as u64
+        })
+        .unwrap_or(0)
 }
 
 /// Architecture name, layers and the context a session gets.

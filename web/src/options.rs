@@ -1,6 +1,7 @@
 //! The plain JavaScript objects the API takes and returns, converted with serde-wasm-bindgen so
 //! that a misspelt value is a clear error rather than a silent default.
 
+use engine_core::prefetch::PrefetchStats;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::{JsError, JsValue};
 
@@ -24,7 +25,7 @@ pub enum MatmulChoice {
     Exact,
 }
 
-/// `{ backend?, ctx?, matmul? }`.
+/// `{ backend?, ctx?, matmul?, device_mem? }`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LoadOptions {
@@ -32,6 +33,9 @@ pub struct LoadOptions {
     /// Positions the KV cache holds (capped at the model's context length).
     pub ctx: usize,
     pub matmul: MatmulChoice,
+    /// Most bytes of weights the backend holds at once: layers beyond it stream from wasm
+    /// memory on every pass. Absent: every weight is loaded once.
+    pub device_mem: Option<u64>,
 }
 
 impl Default for LoadOptions {
@@ -40,6 +44,7 @@ impl Default for LoadOptions {
             backend: BackendChoice::Auto,
             ctx: 4096,
             matmul: MatmulChoice::Precise,
+            device_mem: None,
         }
     }
 }
@@ -99,6 +104,14 @@ pub struct Metrics {
     pub last_generated_tokens: Option<usize>,
     pub last_prefill_tok_s: Option<f64>,
     pub last_decode_tok_s: Option<f64>,
+    /// `wasm32` or `wasm64` (Memory64: models over 4 GiB).
+    pub wasm: &'static str,
+    /// The wasm linear memory's size now (the model's bytes live there).
+    pub memory_bytes: u64,
+    /// Bytes of weights on the backend now.
+    pub device_bytes: u64,
+    /// The layer scheduler's statistics: `mode` is `resident` or `streaming`.
+    pub prefetch: PrefetchStats,
 }
 
 /// `undefined` and `null` mean every default; anything else must match `T`.

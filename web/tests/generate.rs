@@ -59,7 +59,14 @@ fn options(json: &str) -> JsValue {
 }
 
 async fn load(bytes: &[u8], backend: &str) -> Result<Engine, String> {
-    let opts = options(&format!(r#"{{"backend":"{backend}","matmul":"exact"}}"#));
+    load_with(bytes, backend, "").await
+}
+
+/// `extra`: more load options, as JSON members with a leading comma.
+async fn load_with(bytes: &[u8], backend: &str, extra: &str) -> Result<Engine, String> {
+    let opts = options(&format!(
+        r#"{{"backend":"{backend}","matmul":"exact"{extra}}}"#
+    ));
     Engine::load(Uint8Array::from(bytes), opts)
         .await
         .map_err(|e| message(e.into()))
@@ -152,6 +159,86 @@ async fn greedy_tokens_match_between_cpu_and_webgpu() {
         .map_err(|e| message(e.into()))
         .expect("metrics");
     console_log!("metrics: {metrics:?}");
+}
+
+/// The parts of `metrics()` the streaming test reads.
+#[derive(Debug, Deserialize)]
+struct StreamMetrics {
+    wasm: String,
+    memory_bytes: u64,
+    device_bytes: u64,
+    prefetch: PrefetchMetrics,
+}
+
+#[derive(Debug, Deserialize)]
+struct PrefetchMetrics {
+    mode: String,
+    passes: u64,
+    budget_bytes: u64,
+    peak_device_bytes: u64,
+    bytes_moved: u64,
+}
+
+fn stream_metrics(engine: &Engine) -> StreamMetrics {
+    let m = engine
+        .metrics()
+        .map_err(|e| message(e.into()))
+        .expect("metrics");
+    serde_wasm_bindgen::from_value(m).expect("metrics shape")
+}
+
+/// `device_mem` below the model's size streams layers on every pass, and changes no token.
+#[wasm_bindgen_test]
+async fn device_mem_streams_layers_without_changing_tokens() {
+    let bytes = model_bytes();
+    let backend = if webgpu_or_skip().await.is_some() {
+        "webgpu"
+    } else {
+        "cpu"
+    };
+    let resident = Rc::new(load(&bytes, backend).await.expect("resident engine"));
+    let (want, _) = generate(resident.clone(), 12, None).await;
+    let m = stream_metrics(&resident);
+    assert_eq!(m.prefetch.mode, "resident");
+    let wasm = if cfg!(target_pointer_width = "64") {
+        "wasm64"
+    } else {
+        "wasm32"
+    };
+    assert_eq!(m.wasm, wasm);
+    assert!(m.memory_bytes >= bytes.len() as u64, "{m:?}");
+
+    // About a layer and a half of this model's 2 layers (the largest window must fit).
+    let budget = 100_000u64;
+    let streamed = Rc::new(
+        load_with(&bytes, backend, &format!(r#","device_mem":{budget}"#))
+            .await
+            .expect("streamed engine"),
+    );
+    let (got, pieces) = generate(streamed.clone(), 12, None).await;
+    assert_streamed("streamed", &got, &pieces);
+    assert_eq!(
+        got.tokens, want.tokens,
+        "{backend}: streamed vs resident tokens"
+    );
+    let m = stream_metrics(&streamed);
+    console_log!("{backend} streamed: {m:?}");
+    assert_eq!(m.prefetch.mode, "streaming");
+    assert_eq!(m.prefetch.budget_bytes, budget);
+    assert!(m.prefetch.peak_device_bytes <= budget, "{m:?}");
+    assert!(m.device_bytes <= budget, "{m:?}");
+    // One pass for the prompt and one per later token (one more when the last was end-of-text).
+    let n = got.tokens.len() as u64;
+    assert!((n..=n + 1).contains(&m.prefetch.passes), "{m:?}");
+    assert!(m.prefetch.bytes_moved > bytes.len() as u64, "{m:?}");
+
+    // A budget below one layer is refused with the engine's reason.
+    let err = match load_with(&bytes, backend, r#","device_mem":1000"#).await {
+        Ok(_) => panic!("a 1000-byte budget loaded"),
+        Err(e) => e,
+    };
+    console_log!("1000-byte budget: {err}");
+    assert!(err.contains("budget"), "{err}");
 }
 
 #[wasm_bindgen_test]
