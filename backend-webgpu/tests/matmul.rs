@@ -100,7 +100,7 @@ fn row_bytes(ty: GgmlType, k: usize) -> usize {
 }
 
 /// [`check_matmul`] on `g` as it is (subgroup GEMV where the adapter has subgroups), then with the
-/// baseline kernels and the weight split into parts of three rows.
+/// baseline kernels and the weight split into three parts.
 #[allow(clippy::too_many_arguments)]
 fn check_matmul_paths(
     g: &WebGpuBackend,
@@ -113,7 +113,7 @@ fn check_matmul_paths(
     bias_ty: Option<GgmlType>,
 ) {
     check_matmul(g, c, r, ty, m, n, k, bias_ty);
-    let split = fallback_split(g, row_bytes(ty, k));
+    let split = fallback_split(g, row_bytes(ty, k), rows_for_three_parts(n));
     check_matmul(&split, c, r, ty, m, n, k, bias_ty);
 }
 
@@ -250,7 +250,7 @@ proptest! {
             let k = row_len(ty, blocks, float_k);
             let what = format!("{ty} rows={rows} k={k}");
             let bytes = random_weight(&mut r, ty, rows * k, 3.0);
-            for g in [g, &fallback_split(g, row_bytes(ty, k))] {
+            for g in [g, &fallback_split(g, row_bytes(ty, k), rows_for_three_parts(rows))] {
             let what = format!("{what} parts of {}", g.options().max_weight_part);
             let (gw, cw) = upload(g, &c, "table", ty, &[k as u64, rows as u64], &bytes);
             let want = cpu_values(&c, &cw);
@@ -283,7 +283,7 @@ fn weights_larger_than_a_part_are_split_by_rows() {
     let mut r = SplitMix64::new(77);
     let (n, k) = (70, 64);
     let bytes = random_weight(&mut r, GgmlType::Q8_0, n * k, 1.0);
-    let split = fallback_split(g, row_bytes(GgmlType::Q8_0, k));
+    let split = fallback_split(g, row_bytes(GgmlType::Q8_0, k), 3);
     let (gw, _) = upload(
         &split,
         &c,

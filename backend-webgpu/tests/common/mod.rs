@@ -26,13 +26,19 @@ pub fn gpu() -> Option<WebGpuBackend> {
 }
 
 /// The same device with only the baseline kernels (no subgroups, the fallback every adapter runs)
-/// and weights split into parts of three rows of `row_bytes` (the path of tensors larger than a
+/// and weights split into parts of `rows` rows of `row_bytes` (the path of tensors larger than a
 /// storage binding).
-pub fn fallback_split(g: &WebGpuBackend, row_bytes: usize) -> WebGpuBackend {
+pub fn fallback_split(g: &WebGpuBackend, row_bytes: usize, rows: usize) -> WebGpuBackend {
     g.clone().with_options(KernelOptions {
         subgroups: false,
-        max_weight_part: 3 * row_bytes.max(1) as u64 + 3,
+        max_weight_part: (rows.max(1) * row_bytes.max(1)) as u64 + 3,
     })
+}
+
+/// Rows per part that split `n` rows into three parts, the last one short where `n` allows:
+/// every per-part offset is exercised without a dispatch per few rows (slow on lavapipe).
+pub fn rows_for_three_parts(n: usize) -> usize {
+    n.div_ceil(3).max(1)
 }
 
 /// The CPU reference: exact path (f32 dequantized weights, f32 accumulation).
