@@ -2,6 +2,8 @@
 //! tokens, stoppable, reporting its metrics to JavaScript.
 
 use crate::options::{self, BackendChoice, GenerateOptions, LoadOptions, MatmulChoice, Metrics};
+use crate::origin::{Origin, Source};
+use crate::progress::{Phase, Progress};
 use crate::run::Loaded;
 use backend_webgpu::{WebGpuBackend, WebSysDriver};
 use engine_core::backend::cpu::{CpuBackend, CpuConfig, MatmulPath};
@@ -15,7 +17,6 @@ use engine_core::tokenizer::Tokenizer;
 use js_sys::{Function, Promise, Uint8Array};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::sync::Arc;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsError, JsValue};
 use wasm_bindgen_futures::future_to_promise;
@@ -37,7 +38,8 @@ struct Inner {
     metrics: RefCell<Metrics>,
 }
 
-/// A loaded model. `Engine.load(bytes, options)` makes one.
+/// A loaded model. `Engine.load(bytes, options)` makes one, as do `Engine.loadUrl` and
+/// `Engine.loadFile` (`load.rs`).
 #[wasm_bindgen]
 pub struct Engine {
     inner: Rc<Inner>,
@@ -50,11 +52,34 @@ impl Engine {
     pub async fn load(bytes: Uint8Array, options: JsValue) -> Result<Engine, JsError> {
         crate::install_clock();
         let opts: LoadOptions = options::parse("load options", options)?;
-        let start = Instant::now();
         // The one copy of the file in wasm memory; the JavaScript array is not kept.
-        let store = WeightStore::open(MemorySource::new(copy_in(&bytes)?), StoreConfig::default())?;
+        let mut vec = Vec::new();
+        let len = bytes.length() as usize;
+        vec.try_reserve_exact(len)
+            .map_err(|_| JsError::new(&format!("no memory for a {len}-byte model in this page")))?;
+        vec.resize(len, 0);
+        bytes.copy_to(&mut vec);
         drop(bytes);
-        let (device, backend, fallback_reason) = open_device(&opts, &store).await?;
+        let origin = Origin::new(Source::Bytes, None);
+        Engine::from_vec(vec, &opts, origin, &mut Progress::new(None)).await
+    }
+
+    /// The path every loader ends in: `bytes` (the whole GGUF, now owned by the weight store
+    /// without a copy) parsed and uploaded, reporting phase `load`.
+    pub(crate) async fn from_vec(
+        bytes: Vec<u8>,
+        opts: &LoadOptions,
+        mut origin: Origin,
+        progress: &mut Progress,
+    ) -> Result<Engine, JsError> {
+        let total = bytes.len() as u64;
+        origin.model_bytes = total;
+        progress.report(Phase::Load, 0, Some(total));
+        // Parsing and uploading block the page: let it paint the progress first.
+        crate::run::yield_to_event_loop().await;
+        let start = Instant::now();
+        let store = WeightStore::open(MemorySource::from_vec(bytes), StoreConfig::default())?;
+        let (device, backend, fallback_reason) = open_device(opts, &store).await?;
         let metadata = &store.gguf().metadata;
         let parameters = store
             .tensors()
@@ -79,7 +104,9 @@ impl Engine {
             last_generated_tokens: None,
             last_prefill_tok_s: None,
             last_decode_tok_s: None,
+            origin,
         };
+        progress.report(Phase::Load, total, Some(total));
         Ok(Engine {
             inner: Rc::new(Inner {
                 device,
@@ -144,18 +171,11 @@ impl Engine {
     }
 
     /// `{ backend, fallback_reason, model_name, architecture, parameters, layers, context, load_s,
-    /// last_prompt_tokens, last_generated_tokens, last_prefill_tok_s, last_decode_tok_s }`.
+    /// last_prompt_tokens, last_generated_tokens, last_prefill_tok_s, last_decode_tok_s, source,
+    /// url, model_bytes, fetch_s, cache_status, cache_error }` (the last six: `origin::Origin`).
     pub fn metrics(&self) -> Result<JsValue, JsError> {
         options::to_js(&*self.inner.metrics.borrow())
     }
-}
-
-/// `bytes` copied straight into the shared buffer the store reads (no intermediate `Vec`).
-fn copy_in(bytes: &Uint8Array) -> Result<Arc<[u8]>, JsError> {
-    let mut buf: Arc<[u8]> = std::iter::repeat_n(0u8, bytes.length() as usize).collect();
-    let dst = Arc::get_mut(&mut buf).ok_or_else(|| JsError::new("model buffer is shared"))?;
-    bytes.copy_to(dst);
-    Ok(buf)
 }
 
 /// Loads the model on the backend `opts` asks for: `(device, backend name, fallback reason)`.

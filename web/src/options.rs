@@ -1,6 +1,7 @@
 //! The plain JavaScript objects the API takes and returns, converted with serde-wasm-bindgen so
 //! that a misspelt value is a clear error rather than a silent default.
 
+use crate::origin::Origin;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::{JsError, JsValue};
 
@@ -24,7 +25,7 @@ pub enum MatmulChoice {
     Exact,
 }
 
-/// `{ backend?, ctx?, matmul? }`.
+/// `{ backend?, ctx?, matmul?, cache? }`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LoadOptions {
@@ -32,6 +33,8 @@ pub struct LoadOptions {
     /// Positions the KV cache holds (capped at the model's context length).
     pub ctx: usize,
     pub matmul: MatmulChoice,
+    /// `loadUrl` only: look the model up in (and store it into) the page's model cache.
+    pub cache: bool,
 }
 
 impl Default for LoadOptions {
@@ -40,6 +43,7 @@ impl Default for LoadOptions {
             backend: BackendChoice::Auto,
             ctx: 4096,
             matmul: MatmulChoice::Precise,
+            cache: true,
         }
     }
 }
@@ -99,6 +103,9 @@ pub struct Metrics {
     pub last_generated_tokens: Option<usize>,
     pub last_prefill_tok_s: Option<f64>,
     pub last_decode_tok_s: Option<f64>,
+    /// Where the bytes came from and what the model cache did.
+    #[serde(flatten)]
+    pub origin: Origin,
 }
 
 /// `undefined` and `null` mean every default; anything else must match `T`.
