@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The browser tests: web/tests run in headless Chromium (SwiftShader WebGPU, flags in
 # web/webdriver.json): every kernel on WebGPU against the CPU backend in the same page (kernels),
-# and the JavaScript API's Engine generating on both (generate).
+# and the JavaScript API's Engine generating on both (generate); then the chat page (www/, built
+# with Trunk) in Chromium driven by playwright-core, with the real SmolLM2
+# (SLUICE_TEST_MODEL_SMOLLM2; without it that step says it skips).
 # wasm32 on stable, then wasm64 on the shipped nightly with build-std (SLUICE_WEB_WASM64=0 skips it).
 # The WebGPU adapter is required here (SLUICE_REQUIRE_WEBGPU=1 unless set otherwise): with
 # Chromium's flags SwiftShader always provides one, so a missing adapter is a failure, not a skip.
@@ -25,8 +27,29 @@ timed() {
 # Libraries only: the native dev-dependencies (proptest) do not build for wasm.
 timed cargo clippy --locked --target wasm32-unknown-unknown -p engine-core -p backend-webgpu \
   -p sluice-web --lib -- -D warnings
-timed cargo test --locked --target wasm32-unknown-unknown -p sluice-web --test kernels --test generate
+timed cargo test --locked --target wasm32-unknown-unknown -p sluice-web --test kernels --test generate --test load
 if [ "${SLUICE_WEB_WASM64:-1}" = 1 ]; then
   timed cargo +nightly test --locked --target wasm64-unknown-unknown -Zbuild-std=std,panic_abort \
-    -p sluice-web --test kernels --test generate
+    -p sluice-web --test kernels --test generate --test load
+fi
+
+# The chat page: Trunk build, then loading SmolLM2 by URL on WebGPU and the CPU, the model cache,
+# an interrupted download and a refused quota (www/tests/chat.test.mjs).
+if [ -z "${SLUICE_TEST_MODEL_SMOLLM2:-}" ]; then
+  echo "test-web: chat page test skipped: SLUICE_TEST_MODEL_SMOLLM2 is not set"
+else
+  missing=""
+  for tool in trunk wasm-bindgen node; do
+    command -v "$tool" >/dev/null || missing="$missing $tool"
+  done
+  [ -d www/tests/node_modules/playwright-core ] || missing="$missing playwright-core"
+  if [ -z "$missing" ]; then
+    timed bash scripts/build-page.sh
+    timed node www/tests/chat.test.mjs
+  elif [ "${SLUICE_REQUIRE_BROWSER:-0}" = 1 ]; then
+    echo "test-web: SLUICE_REQUIRE_BROWSER=1 but the chat page test lacks:$missing (run scripts/setup-web.sh)" >&2
+    exit 1
+  else
+    echo "test-web: chat page test skipped: missing$missing (run scripts/setup-web.sh)"
+  fi
 fi
