@@ -26,7 +26,7 @@ timed() {
 
 # Libraries only: the native dev-dependencies (proptest) do not build for wasm.
 timed cargo clippy --locked --target wasm32-unknown-unknown -p engine-core -p backend-webgpu \
-  -p sluice-web --lib -- -D warnings
+  -p sluice-web -p sluice-www --lib -- -D warnings
 timed cargo test --locked --target wasm32-unknown-unknown -p sluice-web --test kernels --test generate --test load
 if [ "${SLUICE_WEB_WASM64:-1}" = 1 ]; then
   timed cargo +nightly test --locked --target wasm64-unknown-unknown -Zbuild-std=std,panic_abort \
