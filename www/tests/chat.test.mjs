@@ -6,8 +6,10 @@
 //      the reply matches too.
 //   3. With an empty cache, a download cut off halfway fails with a clear message and leaves no
 //      cache entry: the next load of that URL downloads it again.
+//      A damaged cache entry (shorter than its recorded length) is deleted and downloaded again.
 //   4. With the origin's storage quota overridden (DevTools protocol) below the model's size, the
 //      cache refuses the model: the page says so and the model still generates.
+//   5. A GGUF file picked in the file input loads.
 // Saves a screenshot and prints its path. Needs SLUICE_TEST_MODEL_SMOLLM2 and a built www/dist.
 //
 //   node www/tests/chat.test.mjs   (scripts/test-web.sh runs it)
@@ -212,6 +214,20 @@ async function main() {
     check(load.state === "ready" && load.metrics?.source === "network", "the next load downloads it again",
       `${load.state} ${load.metrics?.source} ${load.error ?? ""}`);
     check(flaky.cut === 1 && flaky.complete === 1, "the server saw one cut-off and one full download", JSON.stringify(flaky));
+    // A damaged entry (shorter than the length it records) is deleted and downloaded again.
+    const damagedUrl = new URL("flaky/models/default.gguf", server.url).href;
+    await page.evaluate(async ({ url, bytes }) => {
+      const cache = await caches.open("sluice-models-v1");
+      const body = new Uint8Array(1000);
+      body.set([71, 71, 85, 70]); // "GGUF"
+      await cache.put(url, new Response(body, { headers: { "x-sluice-bytes": String(bytes) } }));
+    }, { url: damagedUrl, bytes: modelBytes });
+    load = await loadModel(page, "flaky/models/default.gguf");
+    check(load.state === "ready" && load.metrics?.source === "network" && load.metrics?.cache_status === "stored",
+      "a damaged cache entry is downloaded again", `${load.metrics?.source}/${load.metrics?.cache_status} ${load.error ?? ""}`);
+    check(/truncated: got 1000 of \d+ bytes; deleted it/.test(load.metrics?.cache_error ?? ""),
+      "the damaged entry is reported", load.metrics?.cache_error);
+    check(downloads(server, "/flaky/models/default.gguf").complete === 2, "the server saw the second full download");
     console.log(`chat page test: interrupted-download step took ${((Date.now() - t) / 1000).toFixed(1)} s`);
 
     // 4. A storage quota too small for the model: reported, and the model still runs.
@@ -232,6 +248,16 @@ async function main() {
     check(text.length > 0 && expected.startsWith(text), "quota: the model still generates", JSON.stringify(text));
     await cdp.send("Storage.overrideQuotaForOrigin", { origin });
     console.log(`chat page test: quota step took ${((Date.now() - t) / 1000).toFixed(1)} s`);
+
+    // 5. A GGUF file picked in the file input.
+    t = Date.now();
+    await open(page, server.url, { backend: "cpu" });
+    await page.setInputFiles("#file", model);
+    const state = await waitForState(page, ["ready", "error"], LOAD_TIMEOUT);
+    const m5 = await page.evaluate(() => window.sluicePage.engine?.metrics());
+    check(state === "ready" && m5?.source === "file" && m5?.model_bytes === modelBytes && m5?.cache_status === "unused",
+      "a picked file loads", `${state} ${m5?.source} ${m5?.model_bytes}`);
+    console.log(`chat page test: file step took ${((Date.now() - t) / 1000).toFixed(1)} s`);
   } finally {
     if (failures > 0) console.log(`chat page test: page console:\n  ${logs.join("\n  ")}`);
     await context.close();
