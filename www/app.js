@@ -144,10 +144,12 @@ async function ask(event) {
   page.lastError = null;
   page.pieces = [];
   try {
+    let first = null;
     page.lastResult = await page.engine.generate(prompt, options, (piece) => {
       page.pieces.push(piece);
       reply.textContent += piece;
       reply.scrollIntoView({ block: "end" });
+      showLiveRate(page.pieces.length, (first ??= performance.now()));
     });
     const r = page.lastResult;
     setStatus(`Done (${r.stop_reason}): ${r.generated_tokens} tokens at ${rate(r.decode_tok_s)}.`);
@@ -158,6 +160,13 @@ async function ask(event) {
   reply.classList.remove("streaming");
   showMetrics();
   setState("ready");
+}
+
+// While a reply streams: tokens so far and the decode rate since the first one.
+function showLiveRate(count, firstAt) {
+  const seconds = (performance.now() - firstAt) / 1000;
+  const cell = document.querySelector('#metrics dd[data-metric="decode"]');
+  if (cell) cell.textContent = `${count} tokens so far` + (count > 1 ? ` at ${rate((count - 1) / seconds)}` : "");
 }
 
 async function clearCache() {
