@@ -33,6 +33,8 @@ pub enum LoadError {
     Overlong { what: String, expected: u64 },
     #[error("{what} is not a GGUF file (it starts with {head:?}, not \"GGUF\")")]
     NotGguf { what: String, head: String },
+    #[error("{what} is not a loadable GGUF file: {detail}")]
+    Invalid { what: String, detail: String },
     #[error(
         "{what} needs {bytes} bytes of memory, which this page cannot get{}",
         wasm32_hint()

@@ -6,6 +6,8 @@
 #[cfg(target_family = "wasm")]
 mod cache;
 #[cfg(target_family = "wasm")]
+mod check;
+#[cfg(target_family = "wasm")]
 mod engine;
 #[cfg(target_family = "wasm")]
 mod error;

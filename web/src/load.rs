@@ -4,6 +4,7 @@
 //! `Engine.clearCache`).
 
 use crate::cache::{self, ModelCache};
+use crate::check;
 use crate::engine::Engine;
 use crate::error::LoadError;
 use crate::fetch;
@@ -21,7 +22,7 @@ use web_sys::Blob;
 #[wasm_bindgen]
 impl Engine {
     /// Loads the GGUF at `url` (relative to the page): from the model cache when it holds a
-    /// complete copy, else downloaded and then stored. `options`: `load`'s, plus `cache?: boolean`
+    /// complete copy, else downloaded, checked to parse, and then stored. `options`: `load`'s, plus `cache?: boolean`
     /// (default `true`). `onProgress({ phase, loaded, total })` follows the bytes: phase
     /// `"download"`, `"cache"` (read from the cache), `"store"` (written to it), `"load"`.
     /// A cache that cannot be used (no quota…) is reported in `metrics()`; the model still loads.
@@ -62,6 +63,11 @@ impl Engine {
         };
         let bytes = stream::read_all(download.body, &body, &mut progress).await?;
         origin.fetch_s = Some(start.elapsed().as_secs_f64());
+        // A file that cannot load must not be cached (it would fail again on every visit).
+        check::gguf(&bytes).map_err(|e| LoadError::Invalid {
+            what: url.clone(),
+            detail: e.to_string(),
+        })?;
         let bytes = match &cache {
             Some(cache) => store(cache, &url, bytes, &mut origin, &progress).await?,
             None => bytes,

@@ -6,7 +6,8 @@
 //      the reply matches too.
 //   3. With an empty cache, a download cut off halfway fails with a clear message and leaves no
 //      cache entry: the next load of that URL downloads it again.
-//      A damaged cache entry (shorter than its recorded length) is deleted and downloaded again.
+//      A damaged cache entry (shorter than its recorded length) is deleted and downloaded again;
+//      a complete download that does not parse as a GGUF is not cached.
 //   4. With the origin's storage quota overridden (DevTools protocol) below the model's size, the
 //      cache refuses the model: the page says so and the model still generates.
 //   5. A GGUF file picked in the file input loads.
@@ -15,7 +16,7 @@
 //   node www/tests/chat.test.mjs   (scripts/test-web.sh runs it)
 
 import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, statSync, truncateSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -123,8 +124,12 @@ async function main() {
   const expected = nativeReply(TOKENS);
   console.log(`chat page test: native greedy reply (${((Date.now() - t) / 1000).toFixed(1)} s): ${JSON.stringify(expected)}`);
 
-  const server = await serve({ root: dist, models: { "default.gguf": model }, quiet: true });
   const userData = mkdtempSync(join(tmpdir(), "sluice-chat-test-"));
+  // Half the model, served whole with its (shorter) Content-Length: complete, but cannot load.
+  const broken = join(userData, "broken.gguf");
+  copyFileSync(model, broken);
+  truncateSync(broken, Math.floor(modelBytes / 2));
+  const server = await serve({ root: dist, models: { "default.gguf": model, "broken.gguf": broken }, quiet: true });
   const context = await chromium.launchPersistentContext(userData, {
     executablePath: chromiumPath(),
     headless: true,
@@ -228,6 +233,11 @@ async function main() {
     check(/truncated: got 1000 of \d+ bytes; deleted it/.test(load.metrics?.cache_error ?? ""),
       "the damaged entry is reported", load.metrics?.cache_error);
     check(downloads(server, "/flaky/models/default.gguf").complete === 2, "the server saw the second full download");
+    // A complete download that is not a loadable GGUF is not cached either.
+    load = await loadModel(page, "models/broken.gguf");
+    check(load.state === "error" && /not a loadable GGUF file/.test(load.error ?? ""), "a cut GGUF served whole fails", load.error);
+    const afterBroken = await page.evaluate(() => window.wasmBindings.Engine.cachedModels());
+    check(!afterBroken.some((c) => c.url.includes("broken")), "no cache entry for it", JSON.stringify(afterBroken));
     console.log(`chat page test: interrupted-download step took ${((Date.now() - t) / 1000).toFixed(1)} s`);
 
     // 4. A storage quota too small for the model: reported, and the model still runs.
