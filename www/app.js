@@ -188,7 +188,11 @@ async function start() {
   }
   $("load-default").onclick = () => load({ url: "models/default.gguf" });
   $("load-url").onclick = () => load({ url: $("url").value.trim() });
-  $("file").onchange = () => $("file").files[0] && load({ file: $("file").files[0] });
+  $("file").onchange = () => {
+    const file = $("file").files[0];
+    $("file").value = ""; // picking the same file again must fire another change
+    if (file) load({ file });
+  };
   $("clear-cache").onclick = clearCache;
   $("ask").onsubmit = ask;
   $("stop").onclick = () => page.engine?.stop();
