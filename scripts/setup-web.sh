@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the browser builds and tests need, skipping whatever is already there, and says
 # what it did: the wasm32 target, nightly's std sources (wasm64 builds std with build-std),
-# Debian's Chromium with its chromedriver, and wasm-bindgen-cli at the version of the
-# `wasm-bindgen` crate the lockfile holds (its test runner must match the crate exactly).
+# Debian's Chromium with its chromedriver, wasm-bindgen-cli at the version of the
+# `wasm-bindgen` crate the lockfile holds (its test runner must match the crate exactly), Trunk
+# (builds the chat page) and playwright-core (npm, into www/tests/node_modules: drives Chromium
+# in the chat page's test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,4 +49,27 @@ else
   # No --locked: the CLI's own lockfile names releases the registry may lack.
   cargo install wasm-bindgen-cli --version "$want"
   did "wasm-bindgen-cli $want: installed (was: ${have:-none})"
+fi
+
+# 0.22 needs a newer rustc than the image's stable.
+trunk_version=0.21.14
+if [ "$(trunk --version 2>/dev/null | awk '{ print $2 }')" = "$trunk_version" ]; then
+  did "trunk $trunk_version: present"
+else
+  cargo install trunk --locked --version "$trunk_version"
+  did "trunk $trunk_version: installed"
+fi
+
+playwright_version=1.65.1
+playwright_dir=www/tests
+have="$(node -p "require('./$playwright_dir/node_modules/playwright-core/package.json').version" 2>/dev/null || true)"
+if [ "$have" = "$playwright_version" ]; then
+  did "playwright-core $playwright_version: present"
+elif command -v npm >/dev/null; then
+  npm install --prefix "$playwright_dir" --no-save --no-package-lock --no-audit --no-fund \
+    --loglevel=error "playwright-core@$playwright_version" >/dev/null
+  did "playwright-core $playwright_version: installed (was: ${have:-none})"
+else
+  echo "setup-web: npm missing: install Node.js 20 or newer for the chat page's test" >&2
+  exit 1
 fi

@@ -2,6 +2,8 @@
 //! tokens, stoppable, reporting its metrics to JavaScript.
 
 use crate::options::{self, BackendChoice, GenerateOptions, LoadOptions, MatmulChoice, Metrics};
+use crate::origin::{Origin, Source};
+use crate::progress::{Phase, Progress};
 use crate::run::Loaded;
 use backend_webgpu::{WebGpuBackend, WebSysDriver};
 use engine_core::backend::cpu::{CpuBackend, CpuConfig, MatmulPath};
@@ -39,7 +41,8 @@ struct Inner {
     metrics: RefCell<Metrics>,
 }
 
-/// A loaded model. `Engine.load(bytes, options)` makes one.
+/// A loaded model. `Engine.load(bytes, options)` makes one, as do `Engine.loadUrl` and
+/// `Engine.loadFile` (`load.rs`).
 #[wasm_bindgen]
 pub struct Engine {
     inner: Rc<Inner>,
@@ -54,14 +57,37 @@ impl Engine {
     pub async fn load(bytes: Uint8Array, options: JsValue) -> Result<Engine, JsError> {
         crate::install_clock();
         let opts: LoadOptions = options::parse("load options", options)?;
-        let start = Instant::now();
         // The one copy of the file in wasm memory; the JavaScript array is not kept.
+        let mut vec = Vec::new();
+        let len = bytes.length() as usize;
+        vec.try_reserve_exact(len)
+            .map_err(|_| JsError::new(&format!("no memory for a {len}-byte model in this page")))?;
+        vec.resize(len, 0);
+        bytes.copy_to(&mut vec);
+        drop(bytes);
+        let origin = Origin::new(Source::Bytes, None);
+        Engine::from_vec(vec, &opts, origin, &mut Progress::new(None)).await
+    }
+
+    /// The path every loader ends in: `bytes` (the whole GGUF, now owned by the weight store
+    /// without a copy) parsed and uploaded, reporting phase `load`.
+    pub(crate) async fn from_vec(
+        bytes: Vec<u8>,
+        opts: &LoadOptions,
+        mut origin: Origin,
+        progress: &mut Progress,
+    ) -> Result<Engine, JsError> {
+        let total = bytes.len() as u64;
+        origin.model_bytes = total;
+        progress.report(Phase::Load, 0, Some(total));
+        // Parsing and uploading block the page: let it paint the progress first.
+        crate::run::yield_to_event_loop().await;
+        let start = Instant::now();
         let store = Arc::new(WeightStore::open(
-            MemorySource::new(copy_in(&bytes)?),
+            MemorySource::from_vec(bytes),
             StoreConfig::default(),
         )?);
-        drop(bytes);
-        let (device, backend, fallback_reason) = open_device(&opts, &store).await?;
+        let (device, backend, fallback_reason) = open_device(opts, &store).await?;
         let metadata = &store.gguf().metadata;
         let parameters = store
             .tensors()
@@ -90,7 +116,9 @@ impl Engine {
             memory_bytes: 0,
             device_bytes: 0,
             prefetch: Default::default(),
+            origin,
         };
+        progress.report(Phase::Load, total, Some(total));
         Ok(Engine {
             inner: Rc::new(Inner {
                 device,
@@ -156,8 +184,9 @@ impl Engine {
 
     /// `{ backend, fallback_reason, model_name, architecture, parameters, layers, context, load_s,
     /// last_prompt_tokens, last_generated_tokens, last_prefill_tok_s, last_decode_tok_s, wasm,
-    /// memory_bytes, device_bytes, prefetch }`; `prefetch` is the layer scheduler's statistics
-    /// (`mode`, `passes`, `hits`, `stalls`, `bytes_moved`, per-layer totals…).
+    /// memory_bytes, device_bytes, prefetch, source, url, model_bytes, fetch_s, cache_status,
+    /// cache_error }`: `prefetch` is the layer scheduler's statistics (`mode`, `passes`, `hits`,
+    /// `stalls`, `bytes_moved`, per-layer totals…), the last six are `origin::Origin`.
     pub fn metrics(&self) -> Result<JsValue, JsError> {
         let mut m = self.inner.metrics.borrow_mut();
         m.memory_bytes = wasm_memory_bytes();
@@ -167,14 +196,6 @@ impl Engine {
         };
         options::to_js(&*m)
     }
-}
-
-/// `bytes` copied straight into the shared buffer the store reads (no intermediate `Vec`).
-fn copy_in(bytes: &Uint8Array) -> Result<Arc<[u8]>, JsError> {
-    let mut buf: Arc<[u8]> = std::iter::repeat_n(0u8, bytes.length() as usize).collect();
-    let dst = Arc::get_mut(&mut buf).ok_or_else(|| JsError::new("model buffer is shared"))?;
-    bytes.copy_to(dst);
-    Ok(buf)
 }
 
 /// Loads the model on the backend `opts` asks for: `(device, backend name, fallback reason)`.

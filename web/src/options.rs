@@ -1,6 +1,7 @@
 //! The plain JavaScript objects the API takes and returns, converted with serde-wasm-bindgen so
 //! that a misspelt value is a clear error rather than a silent default.
 
+use crate::origin::Origin;
 use engine_core::prefetch::PrefetchStats;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::{JsError, JsValue};
@@ -25,7 +26,7 @@ pub enum MatmulChoice {
     Exact,
 }
 
-/// `{ backend?, ctx?, matmul?, device_mem? }`.
+/// `{ backend?, ctx?, matmul?, device_mem?, cache? }`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LoadOptions {
@@ -36,6 +37,8 @@ pub struct LoadOptions {
     /// Most bytes of weights the backend holds at once: layers beyond it stream from wasm
     /// memory on every pass. Absent: every weight is loaded once.
     pub device_mem: Option<u64>,
+    /// `loadUrl` only: look the model up in (and store it into) the page's model cache.
+    pub cache: bool,
 }
 
 impl Default for LoadOptions {
@@ -45,6 +48,7 @@ impl Default for LoadOptions {
             ctx: 4096,
             matmul: MatmulChoice::Precise,
             device_mem: None,
+            cache: true,
         }
     }
 }
@@ -112,6 +116,9 @@ pub struct Metrics {
     pub device_bytes: u64,
     /// The layer scheduler's statistics: `mode` is `resident` or `streaming`.
     pub prefetch: PrefetchStats,
+    /// Where the bytes came from and what the model cache did.
+    #[serde(flatten)]
+    pub origin: Origin,
 }
 
 /// `undefined` and `null` mean every default; anything else must match `T`.

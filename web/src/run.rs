@@ -36,7 +36,7 @@ pub struct Loaded<B: Backend> {
 
 /// Lets the browser run a macrotask (a click handler calling `stop()`, a repaint): a resolved
 /// promise would only let microtasks run.
-async fn yield_to_event_loop() {
+pub async fn yield_to_event_loop() {
     let promise = Promise::new(&mut |resolve, _reject| {
         // Without a setTimeout there is nothing to wait for: resolve at once.
         if set_timeout(&resolve, 0).is_err() {

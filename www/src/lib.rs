@@ -1,4 +1,5 @@
-//! The chat page's Rust side, built with Trunk over the `web` crate. It fills in with the browser
-//! work; until then it only re-exports the web API.
+//! The chat page's Rust side, built with Trunk (`www/index.html`): linking `sluice-web` into this
+//! cdylib puts its wasm-bindgen exports (`Engine`, `adapterName`, `wasmArch`) in the page's
+//! module, which `www/app.js` drives. The page itself is plain HTML, CSS and JavaScript.
 
 pub use sluice_web;
