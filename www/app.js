@@ -1,6 +1,8 @@
 // The chat page's script: picks and loads a model (URL, default or file) with a progress bar,
 // streams replies token by token, stops them, and shows the backend and live metrics.
-// Query parameters preset the controls (backend, max_tokens, temperature, url), which the
+// Models too large for wasm32 load into the wasm64 (Memory64) build of the same API, which
+// scripts/build-page.sh puts in dist/wasm64/ and this script imports on first need.
+// Query parameters preset the controls (backend, wasm, max_tokens, temperature, url), which the
 // browser test uses. `window.sluicePage` exposes the engine and last outcome for tests and the
 // console; `body[data-state]` says what the page is doing.
 
@@ -9,10 +11,74 @@ const params = new URLSearchParams(location.search);
 const page = { engine: null, lastResult: null, lastError: null, progress: [], pieces: [] };
 window.sluicePage = page;
 
+// From this size a model goes to wasm64: wasm32's 4 GiB must also hold the engine's buffers.
+const WASM64_FROM_BYTES = 3 * 1024 ** 3;
+let wasm64Bindings = null; // a promise of the wasm64 module's exports, once asked for
+
+// Whether the browser runs 64-bit memories: validates a module holding only an i64 memory
+// (a `new WebAssembly.Memory({address: "i64"})` is silently 32-bit where unsupported).
+function hasMemory64() {
+  const module = new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 5, 3, 1, 4, 1]);
+  try {
+    return WebAssembly.validate(module);
+  } catch {
+    return false;
+  }
+}
+
+// The model's size before loading it: the file's, the cached copy's, else the server's
+// Content-Length (a HEAD request); null when unknown.
+async function modelSize(how) {
+  if (how.file) return how.file.size;
+  const absolute = new URL(how.url, location.href).href;
+  try {
+    const cached = await window.wasmBindings.Engine.cachedModels();
+    const hit = cached.find((m) => m.url === absolute);
+    if (hit) return hit.bytes;
+    const head = await fetch(absolute, { method: "HEAD", cache: "no-store" });
+    const length = Number(head.headers.get("content-length"));
+    return head.ok && length > 0 ? length : null;
+  } catch {
+    return null;
+  }
+}
+
+// The API build to load `how` with: wasm64 when asked for, or (auto) when the model is too large
+// for wasm32 and the browser has Memory64; wasm32 otherwise.
+async function bindingsFor(how) {
+  const choice = $("wasm-choice").value;
+  let want64 = choice === "64";
+  if (choice === "auto") {
+    const size = await modelSize(how);
+    want64 = size != null && size >= WASM64_FROM_BYTES;
+    if (want64 && !hasMemory64()) {
+      if (size >= 4 * 1024 ** 3) {
+        throw new Error(`this model (${mb(size)}) needs wasm64 (Memory64), which this browser lacks`);
+      }
+      want64 = false; // it may still fit in wasm32
+    }
+  }
+  if (!want64) return window.wasmBindings;
+  if (!hasMemory64()) throw new Error("this browser lacks Memory64, which the wasm64 build needs");
+  wasm64Bindings ??= (async () => {
+    const module = await import("./wasm64/sluice_www.js").catch((e) => {
+      throw new Error(`the page has no wasm64 build (scripts/build-page.sh makes it): ${e?.message ?? e}`);
+    });
+    await module.default({ module_or_path: new URL("./wasm64/sluice_www_bg.wasm", import.meta.url) });
+    return module;
+  })();
+  try {
+    return await wasm64Bindings;
+  } catch (e) {
+    wasm64Bindings = null; // a later load may try again
+    throw e;
+  }
+}
+
 function setState(state) {
   document.body.dataset.state = state;
   const busy = state === "loading" || state === "generating";
-  for (const id of ["load-default", "load-url", "file", "clear-cache", "backend-choice"]) {
+  for (const id of ["load-default", "load-url", "file", "clear-cache", "backend-choice", "wasm-choice"]) {
     $(id).disabled = busy;
   }
   $("send").disabled = state !== "ready";
@@ -66,6 +132,10 @@ function showMetrics() {
     ["load", secs(m.load_s)],
     ["cache", m.cache_status + (m.cache_error ? ` — ${m.cache_error}` : "")],
     ["context", String(m.context)],
+    ["memory", `${mb(m.memory_bytes)} of ${m.wasm} memory; ${mb(m.device_bytes)} of weights on the backend`],
+    ["weights", m.prefetch.mode === "streaming"
+      ? `streaming: ${m.prefetch.passes} passes, ${mb(m.prefetch.bytes_moved)} moved, ${m.prefetch.stalls} stalls`
+      : "resident"],
     ["prompt", m.last_prompt_tokens == null ? "–" : `${m.last_prompt_tokens} tokens at ${rate(m.last_prefill_tok_s)}`],
     ["decode", m.last_generated_tokens == null ? "–" : `${m.last_generated_tokens} tokens at ${rate(m.last_decode_tok_s)}`],
   ];
@@ -82,7 +152,6 @@ function showMetrics() {
 }
 
 async function load(how) {
-  const { Engine } = window.wasmBindings;
   if (page.engine) {
     page.engine.free(); // the old model's memory goes before the new one arrives
     page.engine = null;
@@ -94,9 +163,12 @@ async function load(how) {
   const options = { backend: $("backend-choice").value, cache: $("use-cache").checked };
   const started = performance.now();
   try {
+    const bindings = await bindingsFor(how);
+    const { Engine } = bindings;
     page.engine = how.file
       ? await Engine.loadFile(how.file, options, onProgress)
       : await Engine.loadUrl(how.url, options, onProgress);
+    $("arch").textContent = bindings.wasmArch();
   } catch (e) {
     page.lastError = String(e?.message ?? e);
     setStatus(`Could not load the model: ${page.lastError}`, true);
@@ -182,7 +254,7 @@ async function clearCache() {
 async function start() {
   const { adapterName, wasmArch } = window.wasmBindings;
   $("arch").textContent = wasmArch();
-  for (const [param, id] of [["backend", "backend-choice"], ["max_tokens", "max-tokens"],
+  for (const [param, id] of [["backend", "backend-choice"], ["wasm", "wasm-choice"], ["max_tokens", "max-tokens"],
     ["temperature", "temperature"], ["url", "url"]]) {
     if (params.has(param)) $(id).value = params.get(param);
   }

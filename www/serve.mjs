@@ -2,7 +2,7 @@
 // (the Trunk build, www/dist) and named model files under /models/, with exact Content-Length and
 // no HTTP caching, and logs every request. For tests it can cut a model download short:
 //   /interrupt/<path>  sends the first half of <path>'s bytes, then destroys the socket;
-//   /flaky/<path>      does that on the first request for <path> only, then serves it whole.
+//   /flaky/<path>      does that on the first GET for <path> only, then serves it whole.
 //
 //   node www/serve.mjs --root www/dist --model default.gguf=path/to/model.gguf [--port 8080]
 //
@@ -36,9 +36,10 @@ export function serve({ root, models = {}, port = 0, host = "127.0.0.1", quiet =
     for (const prefix of ["/interrupt/", "/flaky/"]) {
       if (path.startsWith(prefix)) {
         const rest = "/" + path.slice(prefix.length);
+        // `/flaky/` cuts the first download short; a HEAD (the page asks sizes) sends no body.
         const once = prefix === "/flaky/";
         mode = once && interrupted.has(rest) ? "whole" : "half";
-        if (once) interrupted.add(rest);
+        if (once && req.method === "GET") interrupted.add(rest);
         path = rest;
       }
     }

@@ -16,7 +16,7 @@
 //   node www/tests/chat.test.mjs   (scripts/test-web.sh runs it)
 
 import { execFileSync } from "node:child_process";
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, statSync, truncateSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, statSync, truncateSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -203,6 +203,26 @@ async function main() {
     check(stopped?.stop_reason === "stopped" && stopped.generated_tokens <= 3, "cpu: Stop ends the generation",
       `${stopped?.stop_reason} after ${stopped?.generated_tokens} tokens`);
     console.log(`chat page test: cpu step took ${((Date.now() - t) / 1000).toFixed(1)} s (cache read ${m2?.fetch_s?.toFixed(1)} s, decode ${reply.result?.decode_tok_s?.toFixed(1)} tok/s)`);
+
+    // 2b. The wasm64 (Memory64) build of the API, on the CPU: the same reply from the cache.
+    if (!existsSync(join(dist, "wasm64"))) {
+      check(process.env.SLUICE_PAGE_WASM64 === "0", "the page has its wasm64 build (scripts/build-page.sh)");
+      console.log("chat page test: wasm64 step skipped: the page was built without it (SLUICE_PAGE_WASM64=0)");
+    } else {
+      t = Date.now();
+      await open(page, server.url, { ...query, backend: "cpu", wasm: "64" });
+      load = await loadModel(page);
+      const m64 = load.metrics;
+      check(load.state === "ready" && m64?.wasm === "wasm64", "wasm64: the page loads the model into the wasm64 build",
+        load.error ?? m64?.wasm);
+      const arch64 = await page.textContent("#arch");
+      check(arch64 === "wasm64", "wasm64: the badge says so", arch64);
+      check(m64?.source === "cache", "wasm64: the model came from the cache", m64?.source);
+      reply = await chat(page);
+      check(reply.result?.text === expected, "wasm64: the reply equals the native greedy reply",
+        `${JSON.stringify(reply.result?.text)} ${reply.error ?? ""}`);
+      console.log(`chat page test: wasm64 cpu step took ${((Date.now() - t) / 1000).toFixed(1)} s (decode ${reply.result?.decode_tok_s?.toFixed(1)} tok/s)`);
+    }
 
     // 3. An interrupted download never reaches the cache.
     t = Date.now();
