@@ -10,8 +10,6 @@
 mod common;
 
 use common::webgpu_or_skip;
-use engine_core::quant::GgmlType;
-use engine_core::synth::{self, SynthConfig};
 use js_sys::{Function, Uint8Array};
 use serde::Deserialize;
 use sluice_web::Engine;
@@ -36,22 +34,8 @@ struct Generated {
 
 const PROMPT: &str = "hello world, the quick brown fox";
 
-/// A tiny llama (2 layers, dim 64, GQA) in Q8_0: milliseconds per token on a software adapter.
 fn model_bytes() -> Vec<u8> {
-    let cfg = SynthConfig {
-        layers: 2,
-        dim: 64,
-        ffn: 128,
-        heads: 4,
-        kv_heads: 2,
-        vocab: 512,
-        context: 128,
-        weight_type: GgmlType::Q8_0,
-        seed: 11,
-        ..SynthConfig::default()
-    };
-    // One thread: synth encodes inline instead of spawning (wasm has no threads).
-    synth::write(&cfg, Vec::new(), 1, |_, _| {}).expect("synth model")
+    common::tiny_llama(11)
 }
 
 fn options(json: &str) -> JsValue {

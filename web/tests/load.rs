@@ -5,8 +5,8 @@
 //! the chat page's test (www/tests/chat.test.mjs).
 #![cfg(target_family = "wasm")]
 
-use engine_core::quant::GgmlType;
-use engine_core::synth::{self, SynthConfig};
+mod common;
+
 use js_sys::{Array, Function, Uint8Array};
 use serde::Deserialize;
 use sluice_web::Engine;
@@ -30,21 +30,8 @@ struct Origin {
     cache_error: Option<String>,
 }
 
-/// A tiny llama in Q8_0 (2 layers, dim 64).
 fn model_bytes() -> Vec<u8> {
-    let cfg = SynthConfig {
-        layers: 2,
-        dim: 64,
-        ffn: 128,
-        heads: 4,
-        kv_heads: 2,
-        vocab: 512,
-        context: 128,
-        weight_type: GgmlType::Q8_0,
-        seed: 5,
-        ..SynthConfig::default()
-    };
-    synth::write(&cfg, Vec::new(), 1, |_, _| {}).expect("synth model")
+    common::tiny_llama(5)
 }
 
 fn blob(bytes: &[u8]) -> Blob {

@@ -1,8 +1,12 @@
-//! What every browser test file shares: whether a missing WebGPU adapter is a failure, and opening
-//! the page's adapter or saying why the test skips.
+//! What every browser test file shares: whether a missing WebGPU adapter is a failure, opening
+//! the page's adapter or saying why the test skips, and a tiny synthetic model.
+// Each test binary uses its own subset.
+#![allow(dead_code)]
 
 use backend_webgpu::{WebGpuBackend, WebSysDriver};
 use engine_core::backend::Backend;
+use engine_core::quant::GgmlType;
+use engine_core::synth::{self, SynthConfig};
 use wasm_bindgen_test::console_log;
 
 pub type Gpu = WebGpuBackend<WebSysDriver>;
@@ -27,4 +31,22 @@ pub async fn webgpu_or_skip() -> Option<Gpu> {
             None
         }
     }
+}
+
+/// A tiny llama (2 layers, dim 64, GQA) in Q8_0: milliseconds per token on a software adapter.
+pub fn tiny_llama(seed: u64) -> Vec<u8> {
+    let cfg = SynthConfig {
+        layers: 2,
+        dim: 64,
+        ffn: 128,
+        heads: 4,
+        kv_heads: 2,
+        vocab: 512,
+        context: 128,
+        weight_type: GgmlType::Q8_0,
+        seed,
+        ..SynthConfig::default()
+    };
+    // One thread: synth encodes inline instead of spawning (wasm has no threads).
+    synth::write(&cfg, Vec::new(), 1, |_, _| {}).expect("synth model")
 }
