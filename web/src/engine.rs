@@ -59,10 +59,8 @@ impl Engine {
         let opts: LoadOptions = options::parse("load options", options)?;
         // The one copy of the file in wasm memory; the JavaScript array is not kept.
         let mut vec = Vec::new();
-        let len = bytes.length() as usize;
-        vec.try_reserve_exact(len)
-            .map_err(|_| JsError::new(&format!("no memory for a {len}-byte model in this page")))?;
-        vec.resize(len, 0);
+        crate::stream::reserve(&mut vec, u64::from(bytes.length()), "the model's bytes")?;
+        vec.resize(bytes.length() as usize, 0);
         bytes.copy_to(&mut vec);
         drop(bytes);
         let origin = Origin::new(Source::Bytes, None);

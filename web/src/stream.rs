@@ -95,7 +95,7 @@ async fn read_chunks(
 }
 
 /// Makes room for `total` bytes in all, or says the page cannot hold them.
-fn reserve(bytes: &mut Vec<u8>, total: u64, what: &str) -> Result<(), LoadError> {
+pub fn reserve(bytes: &mut Vec<u8>, total: u64, what: &str) -> Result<(), LoadError> {
     let out_of_memory = || LoadError::OutOfMemory {
         what: what.to_string(),
         bytes: total,

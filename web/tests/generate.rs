@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::webgpu_or_skip;
+use common::{message, metrics, webgpu_or_skip};
 use js_sys::{Function, Uint8Array};
 use serde::Deserialize;
 use sluice_web::Engine;
@@ -54,13 +54,6 @@ async fn load_with(bytes: &[u8], backend: &str, extra: &str) -> Result<Engine, S
     Engine::load(Uint8Array::from(bytes), opts)
         .await
         .map_err(|e| message(e.into()))
-}
-
-/// The text of a rejected promise or returned `JsError`.
-fn message(e: JsValue) -> String {
-    e.dyn_ref::<js_sys::Error>()
-        .map(|e| String::from(e.message()))
-        .unwrap_or_else(|| format!("{e:?}"))
 }
 
 /// Generates greedily, collecting the pieces the callback receives; `stop_at` calls `stop()`
@@ -163,14 +156,6 @@ struct PrefetchMetrics {
     bytes_moved: u64,
 }
 
-fn stream_metrics(engine: &Engine) -> StreamMetrics {
-    let m = engine
-        .metrics()
-        .map_err(|e| message(e.into()))
-        .expect("metrics");
-    serde_wasm_bindgen::from_value(m).expect("metrics shape")
-}
-
 /// `device_mem` below the model's size streams layers on every pass, and changes no token.
 #[wasm_bindgen_test]
 async fn device_mem_streams_layers_without_changing_tokens() {
@@ -182,7 +167,7 @@ async fn device_mem_streams_layers_without_changing_tokens() {
     };
     let resident = Rc::new(load(&bytes, backend).await.expect("resident engine"));
     let (want, _) = generate(resident.clone(), 12, None).await;
-    let m = stream_metrics(&resident);
+    let m: StreamMetrics = metrics(&resident);
     assert_eq!(m.prefetch.mode, "resident");
     let wasm = if cfg!(target_pointer_width = "64") {
         "wasm64"
@@ -205,7 +190,7 @@ async fn device_mem_streams_layers_without_changing_tokens() {
         got.tokens, want.tokens,
         "{backend}: streamed vs resident tokens"
     );
-    let m = stream_metrics(&streamed);
+    let m: StreamMetrics = metrics(&streamed);
     console_log!("{backend} streamed: {m:?}");
     assert_eq!(m.prefetch.mode, "streaming");
     assert_eq!(m.prefetch.budget_bytes, budget);

@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::{message, metrics};
+
 use js_sys::{Array, Function, Uint8Array};
 use serde::Deserialize;
 use sluice_web::Engine;
@@ -43,18 +45,8 @@ fn options(json: &str) -> JsValue {
     js_sys::JSON::parse(json).expect("options JSON")
 }
 
-fn message(e: JsValue) -> String {
-    e.dyn_ref::<js_sys::Error>()
-        .map(|e| String::from(e.message()))
-        .unwrap_or_else(|| format!("{e:?}"))
-}
-
 fn origin(engine: &Engine) -> Origin {
-    let metrics = engine
-        .metrics()
-        .map_err(|e| message(e.into()))
-        .expect("metrics");
-    serde_wasm_bindgen::from_value(metrics).expect("metrics shape")
+    metrics(engine)
 }
 
 /// The phases a progress callback saw.

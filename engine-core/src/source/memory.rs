@@ -58,6 +58,23 @@ impl ByteSource for MemorySource {
     }
 }
 
+/// A borrowed slice read in place (checking bytes the caller keeps owning, e.g. a download's
+/// header before it is cached).
+impl ByteSource for [u8] {
+    fn len(&self) -> u64 {
+        <[u8]>::len(self) as u64
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        read_from_slice(self, offset, buf)
+    }
+    fn slice(&self, offset: u64, len: u64) -> Option<&[u8]> {
+        sub_slice(self, offset, len)
+    }
+    fn is_mapped(&self) -> bool {
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +90,18 @@ mod tests {
         source.read_at(254, &mut buf).unwrap();
         assert_eq!(buf, [254, 255]);
         assert!(source.read_at(255, &mut buf).is_err());
+    }
+
+    #[test]
+    fn a_slice_reads_in_place() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        let slice: &[u8] = &bytes;
+        assert_eq!(ByteSource::len(slice), 256);
+        assert_eq!(slice.slice(10, 3), Some(&[10u8, 11, 12][..]));
+        assert_eq!(slice.slice(255, 2), None);
+        let mut buf = [0u8; 2];
+        slice.read_at(254, &mut buf).unwrap();
+        assert_eq!(buf, [254, 255]);
+        assert!(slice.read_at(255, &mut buf).is_err());
     }
 }

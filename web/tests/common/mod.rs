@@ -7,6 +7,9 @@ use backend_webgpu::{WebGpuBackend, WebSysDriver};
 use engine_core::backend::Backend;
 use engine_core::quant::GgmlType;
 use engine_core::synth::{self, SynthConfig};
+use serde::de::DeserializeOwned;
+use sluice_web::Engine;
+use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_test::console_log;
 
 pub type Gpu = WebGpuBackend<WebSysDriver>;
@@ -49,4 +52,20 @@ pub fn tiny_llama(seed: u64) -> Vec<u8> {
     };
     // One thread: synth encodes inline instead of spawning (wasm has no threads).
     synth::write(&cfg, Vec::new(), 1, |_, _| {}).expect("synth model")
+}
+
+/// The text of a rejected promise or returned `JsError`.
+pub fn message(e: JsValue) -> String {
+    e.dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .unwrap_or_else(|| format!("{e:?}"))
+}
+
+/// The fields of `engine.metrics()` that `T` names.
+pub fn metrics<T: DeserializeOwned>(engine: &Engine) -> T {
+    let m = engine
+        .metrics()
+        .map_err(|e| message(e.into()))
+        .expect("metrics");
+    serde_wasm_bindgen::from_value(m).expect("metrics shape")
 }
