@@ -8,13 +8,15 @@
 //! A model that fits is loaded once and never streamed.
 
 mod meter;
+mod pass_stats;
 mod plan;
 mod profile;
 mod scheduler;
 #[cfg(all(test, not(target_family = "wasm")))]
 mod tests;
+mod window;
 
-pub use meter::{DeviceMeter, Resident};
+pub use meter::{DeviceMeter, Reservation, Resident};
 pub use plan::{LayerPlan, PlanStep, PlannedTensor, Residency};
 pub use profile::{PrefetchProfile, AUTO_MAX_DISTANCE};
 pub use scheduler::{LayerScheduler, SchedulerConfig, StepWeights};

@@ -504,6 +504,42 @@ fn scheduler_run(seed: u64) {
         "{what}: reservations left after shutdown"
     );
     assert_eq!(fake.overlaps.load(Ordering::SeqCst), 0, "{what}");
+    let meter = s.meter.clone();
+    drop(s);
+    assert_eq!(
+        meter.used(),
+        0,
+        "{what}: bytes counted after the scheduler dropped"
+    );
+}
+
+/// Reservations are guards: a step's weights still held keep their bytes counted after the
+/// scheduler is gone, and the count is zero once they are dropped too.
+#[test]
+fn held_step_weights_keep_their_bytes_until_dropped() {
+    within(LIMIT, || {
+        let plan = model(30, 8, &[12, 8], true);
+        let budget = plan.total_bytes() / 3;
+        let fake = Fake::new(plan.tensors.len(), Duration::from_micros(100));
+        let cfg = config(budget, PrefetchProfile::Default, 2);
+        let mut s = LayerScheduler::new(plan.clone(), cfg, fake.loader()).unwrap();
+        for step in 0..3 {
+            drop(s.acquire(step).unwrap());
+        }
+        let held = s.acquire(3).unwrap();
+        check_step(&held, &plan, 3);
+        let step = &plan.steps[3].tensors;
+        assert!(
+            step.iter().any(|&t| !s.residency().pinned[t]),
+            "step 3 streams"
+        );
+        let step_bytes: u64 = step.iter().map(|&t| plan.tensors[t].bytes).sum();
+        let meter = s.meter.clone();
+        drop(s);
+        assert_eq!(meter.used(), step_bytes, "only the held step is counted");
+        drop(held);
+        assert_eq!(meter.used(), 0);
+    });
 }
 
 #[test]
