@@ -15,6 +15,7 @@ pub use checks::{AttentionSizes, WeightLayout};
 pub use cpu::{CpuBackend, CpuBuffer, CpuConfig, CpuWeight, MatmulPath};
 
 use crate::quant::GgmlType;
+use crate::store::HostBytes;
 use crate::Result;
 use std::future::Future;
 
@@ -113,6 +114,11 @@ pub trait Backend {
     /// Uploads bytes the caller no longer needs (a streamed read); a host-memory backend keeps
     /// them instead of copying.
     fn upload_weight_owned(&self, desc: WeightDesc<'_>, bytes: Vec<u8>) -> Result<Self::Weight> {
+        self.upload_weight(desc, &bytes)
+    }
+    /// Uploads bytes shared in host memory (a view into the mapped file); a host-memory backend
+    /// keeps the view, so a resident model costs about its file, not a copy of it.
+    fn upload_weight_host(&self, desc: WeightDesc<'_>, bytes: HostBytes) -> Result<Self::Weight> {
         self.upload_weight(desc, &bytes)
     }
     /// A zeroed buffer of `len` values.

@@ -5,18 +5,22 @@
 //! other sources, pages read are kept in a host cache held to a byte budget.
 
 mod cache;
+mod host_bytes;
 mod index;
 
 pub use cache::{HostCacheStats, Page};
+pub use host_bytes::HostBytes;
 pub use index::{LayerEntry, LayerId, TensorEntry};
 
 use crate::gguf::GgufFile;
 use crate::source::ByteSource;
 use crate::{Error, Result};
 use cache::PageCache;
+use host_bytes::MappedBytes;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Range;
+use std::sync::Arc;
 
 /// Default page size: large enough that per-page bookkeeping is noise, small enough to stream.
 pub const DEFAULT_PAGE_SIZE: u64 = 1 << 20;
@@ -246,6 +250,28 @@ impl<S: ByteSource> WeightStore<S> {
     /// Host cache accounting (all zeros for zero-copy sources).
     pub fn host_cache_stats(&self) -> HostCacheStats {
         self.cache.stats()
+    }
+}
+
+impl<S: ByteSource + 'static> WeightStore<S> {
+    /// A tensor's bytes, held past this borrow: a view keeping the store alive when the source is
+    /// memory-resident, else an owned copy gathered from pages.
+    pub fn tensor_host_bytes(self: &Arc<Self>, name: &str) -> Result<HostBytes> {
+        let t = self.tensor(name)?;
+        let (offset, len) = (t.range.start, t.range.end - t.range.start);
+        if self.source.slice(offset, len).is_some() {
+            let owner: Arc<dyn MappedBytes> = self.clone();
+            if let Some(bytes) = HostBytes::mapped(owner, offset, len) {
+                return Ok(bytes);
+            }
+        }
+        Ok(self.tensor_bytes(name)?.into_owned().into())
+    }
+}
+
+impl<S: ByteSource> MappedBytes for WeightStore<S> {
+    fn slice(&self, offset: u64, len: u64) -> Option<&[u8]> {
+        self.source.slice(offset, len)
     }
 }
 

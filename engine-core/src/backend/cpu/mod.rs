@@ -2,11 +2,13 @@
 //!
 //! ## Design
 //! Buffers are plain `Vec<f32>`; weights keep their GGUF bytes (quantized) and are dequantized row
-//! by row inside each kernel. Every op validates its lengths up front and returns `Error::Shape`
-//! rather than panicking. Buffers may be larger than an op needs (scratch sized for the longest
-//! batch): ops read and write only the prefix they need. Kernels run on a dedicated thread pool
-//! (`threads.rs`), split over output rows; each output value is computed by one worker in a fixed
-//! order, so results are bit-identical for any thread count.
+//! by row inside each kernel. Those bytes are `HostBytes`: a view into the mapped file when the
+//! weight store's source is memory-resident (no copy: a resident model costs about its file), else
+//! the buffer a streamed read produced. Every op validates its lengths up front and returns
+//! `Error::Shape` rather than panicking. Buffers may be larger than an op needs (scratch sized for
+//! the longest batch): ops read and write only the prefix they need. Kernels run on a dedicated
+//! thread pool (`threads.rs`), split over output rows; each output value is computed by one worker
+//! in a fixed order, so results are bit-identical for any thread count.
 
 mod attention;
 mod elementwise;
@@ -26,6 +28,7 @@ use super::{
     WeightDesc, WeightLayout,
 };
 use crate::quant::GgmlType;
+use crate::store::HostBytes;
 use crate::{Error, Result};
 use std::future::Future;
 use threads::Pool;
@@ -67,12 +70,13 @@ impl From<Vec<f32>> for CpuBuffer {
     }
 }
 
-/// A tensor as stored in the GGUF: its type, dims (`dims[0]` is the row length) and raw blocks.
+/// A tensor as stored in the GGUF: its type, dims (`dims[0]` is the row length) and raw blocks,
+/// borrowed from the mapped file where it can be. Equal when type, dims and bytes are.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CpuWeight {
     ggml_type: GgmlType,
     dims: Vec<u64>,
-    bytes: Vec<u8>,
+    bytes: HostBytes,
     row_len: usize,
     rows: usize,
 }
@@ -90,7 +94,7 @@ impl CpuWeight {
 
     /// The raw (possibly quantized) bytes.
     pub fn bytes(&self) -> &[u8] {
-        &self.bytes
+        self.bytes.as_slice()
     }
 
     /// Values per row (`dims[0]`).
@@ -116,7 +120,7 @@ impl CpuWeight {
     /// The raw bytes of row `r` (checked by the caller: `r < rows`).
     pub(crate) fn row(&self, r: usize) -> &[u8] {
         let rb = self.row_bytes();
-        &self.bytes[r * rb..(r + 1) * rb]
+        &self.bytes.as_slice()[r * rb..(r + 1) * rb]
     }
 }
 
@@ -201,13 +205,18 @@ pub(crate) fn check_dequantizable(op: &'static str, w: &CpuWeight) -> Result<()>
     Ok(())
 }
 
-/// Validates an upload: a type the CPU can dequantize, rows of whole blocks, bytes matching the dims.
-fn make_weight(desc: WeightDesc<'_>, bytes: std::borrow::Cow<'_, [u8]>) -> Result<CpuWeight> {
-    let WeightLayout { row_len, rows } = WeightLayout::check(&desc, bytes.len())?;
+/// Validates an upload of `len` bytes (a type the CPU can dequantize, rows of whole blocks, bytes
+/// matching the dims), then takes the bytes `bytes` gives.
+fn make_weight(
+    desc: WeightDesc<'_>,
+    len: usize,
+    bytes: impl FnOnce() -> HostBytes,
+) -> Result<CpuWeight> {
+    let WeightLayout { row_len, rows } = WeightLayout::check(&desc, len)?;
     Ok(CpuWeight {
         ggml_type: desc.ggml_type,
         dims: desc.dims.to_vec(),
-        bytes: bytes.into_owned(),
+        bytes: bytes(),
         row_len,
         rows,
     })
@@ -222,11 +231,15 @@ impl Backend for CpuBackend {
     }
 
     fn upload_weight(&self, desc: WeightDesc<'_>, bytes: &[u8]) -> Result<CpuWeight> {
-        make_weight(desc, bytes.into())
+        make_weight(desc, bytes.len(), || bytes.to_vec().into())
     }
 
     fn upload_weight_owned(&self, desc: WeightDesc<'_>, bytes: Vec<u8>) -> Result<CpuWeight> {
-        make_weight(desc, bytes.into())
+        make_weight(desc, bytes.len(), || bytes.into())
+    }
+
+    fn upload_weight_host(&self, desc: WeightDesc<'_>, bytes: HostBytes) -> Result<CpuWeight> {
+        make_weight(desc, bytes.len(), || bytes)
     }
 
     fn alloc(&self, len: usize) -> Result<CpuBuffer> {
@@ -384,5 +397,26 @@ mod tests {
         // Three dims: rows are the product of the outer two.
         let w = up(GgmlType::F16, &[4, 2, 3], 4 * 2 * 3 * 2).expect("3-d");
         assert_eq!((w.row_len(), w.rows()), (4, 6));
+    }
+
+    #[test]
+    fn owned_and_host_uploads_keep_the_bytes_they_are_given() {
+        let b = backend(1);
+        let desc = WeightDesc {
+            name: "t",
+            ggml_type: GgmlType::F32,
+            dims: &[4, 2],
+        };
+        let v = vec![1u8; 32];
+        let ptr = v.as_ptr();
+        let owned = b.upload_weight_owned(desc, v).expect("owned");
+        assert_eq!(owned.bytes().as_ptr(), ptr);
+        let host = HostBytes::from(vec![1u8; 32]);
+        let ptr = host.as_ptr();
+        let kept = b.upload_weight_host(desc, host).expect("host");
+        assert_eq!(kept.bytes().as_ptr(), ptr);
+        assert_eq!((kept.row(1), &kept), (&[1u8; 16][..], &owned));
+        let short = HostBytes::from(vec![0u8; 31]);
+        assert_shape_err(b.upload_weight_host(desc, short), "upload_weight");
     }
 }
