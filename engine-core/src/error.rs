@@ -62,6 +62,15 @@ pub enum Error {
     #[error("context full: {needed} positions needed, the context holds {limit}")]
     ContextFull { needed: usize, limit: usize },
 
+    #[error("the conversation is {tokens} tokens; the context holds {limit}")]
+    ContextOverflow { tokens: usize, limit: usize },
+
+    #[error(transparent)]
+    Prompt(#[from] crate::engine::PromptError),
+
+    #[error(transparent)]
+    ConversationFile(#[from] crate::engine::ConversationFileError),
+
     #[error("unsupported architecture '{0}' (supported: llama, qwen2)")]
     UnsupportedArchitecture(String),
 

@@ -2,11 +2,13 @@
 //!
 //! Data flows `ByteSource` → `gguf::GgufFile` → `store::WeightStore`; `quant` knows every GGML block
 //! layout; `synth` writes random-weight llama-family models for tests and benchmarks; `tokenizer`
-//! turns text into token ids and back as llama.cpp does, and `chat` renders a model's chat template.
+//! turns text into token ids and back as llama.cpp does, and `chat` renders a model's chat template;
+//! `engine` loads a model onto a backend and runs conversations over it for every caller.
 
 pub mod backend;
 pub mod chat;
 pub mod clock;
+pub mod engine;
 pub mod error;
 pub mod gguf;
 pub mod model;

@@ -76,8 +76,8 @@ where
         path: MatmulPath::Exact,
     })
     .unwrap();
-    let cpu_model = Model::load(&cpu, &*store).unwrap();
-    let resident = Model::load(gpu, &*store).unwrap();
+    let cpu_model = Model::load(&cpu, store.clone()).unwrap();
+    let resident = Model::load(gpu, store.clone()).unwrap();
     let budget = resident.residency().pinned_bytes / 4;
     let streamed = Model::load_streaming(
         gpu,
@@ -91,7 +91,7 @@ where
     .unwrap();
     let variants: Vec<(&str, &B, Model<B>)> = variants
         .iter()
-        .map(|(name, b)| (*name, b, Model::load(b, &*store).unwrap()))
+        .map(|(name, b)| (*name, b, Model::load(b, store.clone()).unwrap()))
         .collect();
     for (name, b, _) in &variants {
         println!("variant {name}: {}", b.name());

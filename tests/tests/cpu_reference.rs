@@ -13,6 +13,7 @@ use engine_core::source::MmapSource;
 use engine_core::store::{StoreConfig, WeightStore};
 use sluice_tests::fixtures::{LlamaCppFixture, ReferenceFixture, ReferencePrompt};
 use sluice_tests::models::model_or_skip;
+use std::sync::Arc;
 
 /// The exact path's bound, from the issue.
 const EXACT_BOUND: f32 = 0.02;
@@ -34,7 +35,7 @@ fn load(path: MatmulPath) -> Option<(CpuBackend, Model<CpuBackend>)> {
     let store =
         WeightStore::open(MmapSource::open(&file).unwrap(), StoreConfig::default()).unwrap();
     let backend = CpuBackend::new(CpuConfig { threads: 2, path }).unwrap();
-    let model = Model::load(&backend, &store).unwrap();
+    let model = Model::load(&backend, Arc::new(store)).unwrap();
     Some((backend, model))
 }
 
@@ -250,7 +251,7 @@ fn exact_path_matches_the_reference_on_synth_llama_and_qwen2() {
             path: MatmulPath::Exact,
         })
         .unwrap();
-        let model = Model::load(&backend, &store).unwrap();
+        let model = Model::load(&backend, Arc::new(store)).unwrap();
         let vocab = model.vocab_size();
         for p in &fx.prompts {
             let logits = teacher_forced(&backend, &model, p);

@@ -90,7 +90,7 @@ fn a_quarter_budget_gives_the_resident_tokens() {
             WeightStore::open(MmapSource::open(&file).unwrap(), StoreConfig::default()).unwrap(),
         );
         let backend = backend();
-        let resident = Model::load(&backend, &*store).unwrap();
+        let resident = Model::load(&backend, store.clone()).unwrap();
         let total = resident.residency().pinned_bytes;
         let prompts = prompts(&store);
         let expected: Vec<Vec<u32>> = prompts

@@ -3,14 +3,16 @@
 
 mod forward;
 mod generate;
-mod prompt;
 mod session;
 
-pub use generate::{Generator, Stop};
-pub use prompt::{Prompt, PromptError};
+pub use generate::{prefill, sample_after, Generator};
 pub use session::Session;
 
 mod plan;
+
+// Memory maps, which wasm does not have.
+#[cfg(all(test, not(target_family = "wasm")))]
+mod load_tests;
 
 use crate::backend::{Backend, RopeStyle, WeightDesc};
 use crate::gguf::LlamaHparams;
@@ -20,7 +22,6 @@ use crate::source::ByteSource;
 use crate::store::WeightStore;
 use crate::{Error, Result};
 use plan::{BlockLayout, PlanKind, TensorPart};
-use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -76,12 +77,13 @@ pub struct Model<B: Backend> {
 type HostEmbedding = Arc<dyn Fn(&[u32]) -> Result<Vec<f32>> + Send + Sync>;
 
 impl<B: Backend> Model<B> {
-    /// Reads the hyperparameters and uploads every weight of `store` to `backend` now.
-    pub fn load<S: ByteSource>(backend: &B, store: &WeightStore<S>) -> Result<Self> {
-        let (arch, hparams) = read_hparams(store)?;
-        let mp = plan::llama_plan(store, &hparams, PlanKind::Resident)?;
+    /// Reads the hyperparameters and uploads every weight of `store` to `backend` now. A host
+    /// backend's weights borrow from a memory-resident `store` (keeping it alive), not copy it.
+    pub fn load<S: ByteSource + 'static>(backend: &B, store: Arc<WeightStore<S>>) -> Result<Self> {
+        let (arch, hparams) = read_hparams(&store)?;
+        let mp = plan::llama_plan(&store, &hparams, PlanKind::Resident)?;
         let parts = mp.parts;
-        let weights = LayerScheduler::resident(mp.plan, |t| upload(backend, store, &parts[t]))?;
+        let weights = LayerScheduler::resident(mp.plan, |t| upload(backend, &store, &parts[t]))?;
         Ok(Self::new(
             arch,
             hparams,
@@ -197,10 +199,11 @@ pub fn layer_plan<S: ByteSource>(store: &WeightStore<S>) -> Result<LayerPlan> {
     Ok(plan::llama_plan(store, &hparams, PlanKind::Streamed)?.plan)
 }
 
-/// Reads a planned tensor (or its rows) from `store` and uploads it as stored.
-fn upload<B: Backend, S: ByteSource>(
+/// Reads a planned tensor (or its rows) from `store` and uploads it as stored; a whole tensor goes
+/// as `HostBytes`, borrowed from a memory-resident source.
+fn upload<B: Backend, S: ByteSource + 'static>(
     backend: &B,
-    store: &WeightStore<S>,
+    store: &Arc<WeightStore<S>>,
     part: &TensorPart,
 ) -> Result<B::Weight> {
     let t = store.tensor(&part.name)?;
@@ -210,10 +213,7 @@ fn upload<B: Backend, S: ByteSource>(
         dims,
     };
     match &part.rows {
-        None => match store.tensor_bytes(&part.name)? {
-            Cow::Borrowed(bytes) => backend.upload_weight(desc(&t.dims), bytes),
-            Cow::Owned(bytes) => backend.upload_weight_owned(desc(&t.dims), bytes),
-        },
+        None => backend.upload_weight_host(desc(&t.dims), store.tensor_host_bytes(&part.name)?),
         Some(rows) => {
             let range = plan::row_range(store, &part.name, rows)?;
             let mut bytes = vec![0u8; usize_of(range.end - range.start)?];
