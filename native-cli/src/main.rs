@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use sluice_cli::commands::{bench, inspect, run, synth};
+use sluice_cli::commands::{bench, chat, inspect, run, synth};
 use sluice_cli::models;
 
 #[derive(Debug, Parser)]
@@ -20,6 +20,9 @@ struct Cli {
 enum Command {
     /// Generate text from a prompt, printing tokens as they come.
     Run(run::RunArgs),
+    /// Chat with a model: the KV cache is kept between turns, so each turn prefills only what is
+    /// new. Slash commands: /reset, /system, /stats, /save, /load, /exit.
+    Chat(chat::ChatArgs),
     /// Measure load time, time to first token, prefill and decode speed; prints JSON.
     Bench(bench::BenchArgs),
     /// Show what a GGUF file holds: metadata, tokenizer, tensors, bytes per layer and type.
@@ -85,6 +88,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Synth(args) => synth::run(&args)?,
         Command::Run(args) => run::run(&args)?,
+        Command::Chat(args) => chat::run(&args)?,
         Command::Bench(args) => bench::run(&args)?,
         Command::Fetch { model } => {
             let name = model.as_deref().unwrap_or(models::DEFAULT_MODEL);

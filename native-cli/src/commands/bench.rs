@@ -4,8 +4,7 @@
 use super::engine::{with_engine, CliBackend, Engine, EngineArgs, EngineTask};
 use anyhow::Result;
 use clap::Args;
-use engine_core::model::Generator;
-use engine_core::sample::{Sampler, SamplerConfig};
+use engine_core::engine::{GenerateOptions, Prompt};
 use serde_json::json;
 use std::time::Instant;
 
@@ -23,6 +22,11 @@ pub struct BenchArgs {
     /// Repetitions; the medians are reported.
     #[arg(long, default_value_t = 3)]
     pub reps: usize,
+    /// Also measure a conversation of this many turns (`--prompt-tokens` new tokens and
+    /// `--gen-tokens` replied per turn): each turn's time to first token with the KV cache kept
+    /// from the turn before and with a fresh one fed the same history.
+    #[arg(long)]
+    pub turns: Option<usize>,
     /// Include the per-layer timeline of the last passes in the JSON.
     #[arg(long)]
     pub timeline: bool,
@@ -40,35 +44,31 @@ impl EngineTask for &BenchArgs {
 }
 
 fn run_on<B: CliBackend>(engine: Engine<B>, args: &BenchArgs) -> Result<()> {
-    let vocab = engine.model.vocab_size() as u32;
-    let prompt: Vec<u32> = (0..args.prompt_tokens as u32)
-        .map(|i| (1000 + i % 1000) % vocab)
-        .collect();
+    let core = &engine.core;
+    let vocab = core.model.vocab_size() as u32;
+    let prompt = bench_tokens(0, args.prompt_tokens, vocab);
+    // The first token comes with the prefill; `gen_tokens` decode steps follow it.
+    let options = GenerateOptions {
+        ignore_eog: true,
+        ..GenerateOptions::greedy(args.gen_tokens + 1)
+    };
     let mut runs = Vec::new();
     let mut overlap = Vec::new();
     for _ in 0..args.reps.max(1) {
-        let mut session = engine
-            .model
-            .session(&engine.backend, args.prompt_tokens + args.gen_tokens + 1)?;
-        let mut generator = Generator::new(
-            &engine.model,
-            &engine.backend,
-            &mut session,
-            Sampler::new(SamplerConfig::greedy())?,
-        );
+        // A fresh cache each time: a repetition must not reuse the last one's prompt.
+        let mut conversation = core.conversation(args.prompt_tokens + args.gen_tokens + 1)?;
+        let mut reply = conversation.complete(core, Prompt::Tokens(&prompt), &options)?;
         let start = Instant::now();
-        pollster::block_on(generator.prefill(&prompt, 512))?;
+        pollster::block_on(reply.next())?;
         let ttft = start.elapsed().as_secs_f64();
-        let before = engine.model.prefetch_stats();
+        let before = core.model.prefetch_stats();
         let io_before = engine.io_stats.as_ref().map(|f| f());
         let start = Instant::now();
-        for _ in 0..args.gen_tokens {
-            pollster::block_on(generator.step())?;
-        }
+        while pollster::block_on(reply.next())?.is_some() {}
         let decode = start.elapsed().as_secs_f64();
         // Decode only. I/O time: wall time with a fetch running (reads, copies, uploads); the
         // simulated disk's own busy time is reported beside it. Compute: wall minus stalls.
-        let after = engine.model.prefetch_stats();
+        let after = core.model.prefetch_stats();
         let stall = (after.stall_time - before.stall_time).as_secs_f64();
         let io = match (io_before, engine.io_stats.as_ref().map(|f| f())) {
             (Some(a), Some(b)) => Some((b.busy - a.busy).as_secs_f64()),
@@ -94,12 +94,16 @@ fn run_on<B: CliBackend>(engine: Engine<B>, args: &BenchArgs) -> Result<()> {
             args.gen_tokens as f64 / decode,
         ));
     }
+    let turns = match args.turns {
+        Some(n) => Some(bench_turns(core, args, n)?),
+        None => None,
+    };
     let median = |f: fn(&(f64, f64, f64)) -> f64| {
         let mut v: Vec<f64> = runs.iter().map(f).collect();
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let mut prefetch = engine.model.prefetch_stats();
+    let mut prefetch = core.model.prefetch_stats();
     // The timeline is for `--timeline`; the JSON stays readable without it.
     if !args.timeline {
         prefetch.timeline.clear();
@@ -126,9 +130,64 @@ fn run_on<B: CliBackend>(engine: Engine<B>, args: &BenchArgs) -> Result<()> {
         "io": engine.io_stats.as_ref().map(|f| f()),
         "prefetch": prefetch,
         "runs": runs.iter().map(|r| json!({"ttft_s": round(r.0), "prefill_tok_s": round(r.1), "decode_tok_s": round(r.2)})).collect::<Vec<_>>(),
+        "turns": turns,
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
+}
+
+/// `n` tokens of turn `turn`: ids from 1000 on, cycling, each turn starting elsewhere.
+fn bench_tokens(turn: usize, n: usize, vocab: u32) -> Vec<u32> {
+    (0..n as u32)
+        .map(|i| (1000 + (turn as u32 * 97 + i) % 1000) % vocab)
+        .collect()
+}
+
+/// A conversation of `turns` turns (`prompt_tokens` new tokens each, `gen_tokens` replied): every
+/// turn's time to first token with the cache kept from the turn before, and with a fresh cache
+/// fed the same history.
+fn bench_turns<B: CliBackend>(
+    core: &engine_core::engine::Engine<B>,
+    args: &BenchArgs,
+    turns: usize,
+) -> Result<serde_json::Value> {
+    let vocab = core.model.vocab_size() as u32;
+    let context = turns * (args.prompt_tokens + args.gen_tokens) + 1;
+    let options = GenerateOptions {
+        ignore_eog: true,
+        ..GenerateOptions::greedy(args.gen_tokens)
+    };
+    let first_only = GenerateOptions {
+        max_tokens: 1,
+        ..options.clone()
+    };
+    let mut kept = core.conversation(context)?;
+    let mut history = Vec::new();
+    let mut rows = Vec::new();
+    for turn in 0..turns {
+        history.extend(bench_tokens(turn, args.prompt_tokens, vocab));
+        let mut fresh = core.conversation(context)?;
+        let alone = pollster::block_on(
+            fresh
+                .complete(core, Prompt::Tokens(&history), &first_only)?
+                .run(|_| {}),
+        )?;
+        drop(fresh);
+        let reused = pollster::block_on(
+            kept.complete(core, Prompt::Tokens(&history), &options)?
+                .run(|_| {}),
+        )?;
+        history.extend_from_slice(&reused.tokens);
+        let (r, f) = (&reused.stats, &alone.stats);
+        rows.push(json!({
+            "turn": turn + 1,
+            "history_tokens": r.prompt_tokens,
+            "reuse": {"ttft_s": round(r.ttft_s), "tokens_reused": r.tokens_reused, "tokens_prefilled": r.tokens_prefilled},
+            "fresh": {"ttft_s": round(f.ttft_s), "tokens_reused": f.tokens_reused, "tokens_prefilled": f.tokens_prefilled},
+            "ttft_ratio": round(r.ttft_s / f.ttft_s.max(1e-9)),
+        }));
+    }
+    Ok(json!(rows))
 }
 
 fn round(x: f64) -> f64 {

@@ -1,5 +1,5 @@
-//! Loading a model for generation: pick the backend (`auto`: CUDA, then WebGPU, then CPU), resolve,
-//! map, upload, build the tokenizer and chat template. Shared by `run` and `bench`.
+//! Loading a model for generation: pick the backend (`auto`: CUDA, then WebGPU, then CPU), resolve
+//! and map the file, then engine-core's one loader. Shared by `run`, `chat` and `bench`.
 
 use anyhow::{Context, Result};
 use backend_cuda::CudaBackend;
@@ -7,15 +7,13 @@ use backend_webgpu::WebGpuBackend;
 use clap::{Args, ValueEnum};
 use engine_core::backend::cpu::{CpuBackend, CpuConfig, MatmulPath};
 use engine_core::backend::Backend;
-use engine_core::chat::ChatTemplate;
-use engine_core::model::Model;
+use engine_core::engine::{Engine as CoreEngine, LoadConfig};
 use engine_core::prefetch::PrefetchConfig;
-use engine_core::schedule::{PrefetchProfile, SchedulerConfig};
+use engine_core::schedule::PrefetchProfile;
 use engine_core::source::{
     ByteSource, FileSource, MmapSource, ThrottleConfig, ThrottleStats, ThrottledSource,
 };
 use engine_core::store::{StoreConfig, WeightStore};
-use engine_core::tokenizer::Tokenizer;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -218,10 +216,8 @@ impl EngineArgs {
 
 /// A model ready to generate on backend `B`, with what it took to load.
 pub struct Engine<B: Backend> {
-    pub backend: B,
-    pub model: Model<B>,
-    pub tokenizer: Tokenizer,
-    pub template: Option<ChatTemplate>,
+    /// The backend, model, tokenizer and chat template.
+    pub core: CoreEngine<B>,
     pub load_time: Duration,
     pub path: std::path::PathBuf,
     /// What the simulated slow disk has served (with --throttle).
@@ -231,7 +227,7 @@ pub struct Engine<B: Backend> {
 impl<B: CliBackend> Engine<B> {
     /// The backend's name, as benchmarks report it.
     pub fn backend_name(&self) -> String {
-        self.backend.name()
+        self.core.backend.name()
     }
 
     /// Opens the model `args` name and loads it onto the backend `open_backend` gives (opened
@@ -293,30 +289,18 @@ impl<B: CliBackend> Engine<B> {
             }
             (asked, usable) => asked.or(usable),
         };
-        let model = match budget {
-            None => Model::load(&backend, &*store),
-            Some(budget) => {
-                let config = SchedulerConfig {
-                    budget,
-                    profile: args.prefetch,
-                    prefetch: PrefetchConfig {
-                        workers: args.prefetch_workers.max(1),
-                        retries: args.read_retries,
-                        ..PrefetchConfig::default()
-                    },
-                };
-                Model::load_streaming(&backend, store.clone(), config)
-            }
-        }
-        .context("loading the model")?;
-        let metadata = &store.gguf().metadata;
-        let tokenizer = Tokenizer::from_metadata(metadata).context("building the tokenizer")?;
-        let template = ChatTemplate::from_metadata(metadata).ok();
+        let config = LoadConfig {
+            device_budget: budget,
+            profile: args.prefetch,
+            prefetch: PrefetchConfig {
+                workers: args.prefetch_workers.max(1),
+                retries: args.read_retries,
+                ..PrefetchConfig::default()
+            },
+        };
+        let core = CoreEngine::load(backend, store, &config).context("loading the model")?;
         Ok(Self {
-            backend,
-            model,
-            tokenizer,
-            template,
+            core,
             load_time: start.elapsed(),
             path,
             io_stats: None,

@@ -1,7 +1,9 @@
 //! One module per `sluice` subcommand.
 
 pub mod bench;
+pub mod chat;
 pub mod engine;
+pub mod generation;
 pub mod inspect;
 pub mod run;
 pub mod synth;

@@ -1,54 +1,13 @@
-//! `sluice run`: generate text from a prompt (plain, or through the model's chat template), printing
-//! tokens as they are produced.
+//! `sluice run`: generate text from a prompt (plain, or through the model's chat template, after
+//! an optional saved conversation), printing tokens as they are produced.
 
 use super::engine::{with_engine, CliBackend, Engine, EngineArgs, EngineTask};
-use anyhow::{anyhow, Result};
+use super::generation::{explain, stream_reply, GenerationArgs};
+use anyhow::{Context, Result};
 use clap::Args;
-use engine_core::model::{Generator, Prompt, PromptError, Stop};
-use engine_core::sample::{Sampler, SamplerConfig};
-use engine_core::tokenizer::Decoder;
+use engine_core::engine::{parse_messages, Prompt};
 use std::io::Write;
-use std::time::Instant;
-
-/// Sampling options.
-#[derive(Debug, Args, Clone)]
-pub struct SamplingArgs {
-    /// Temperature; 0 means greedy.
-    #[arg(long = "temp", default_value_t = 0.8)]
-    pub temperature: f32,
-    #[arg(long, default_value_t = 40)]
-    pub top_k: usize,
-    #[arg(long, default_value_t = 0.95)]
-    pub top_p: f32,
-    #[arg(long, default_value_t = 0.05)]
-    pub min_p: f32,
-    #[arg(long, default_value_t = 1.0)]
-    pub repeat_penalty: f32,
-    #[arg(long, default_value_t = 64)]
-    pub repeat_last_n: usize,
-    /// Random seed (default: from the clock; printed with --stats).
-    #[arg(long)]
-    pub seed: Option<u64>,
-}
-
-impl SamplingArgs {
-    pub fn config(&self) -> SamplerConfig {
-        let seed = self.seed.unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64)
-        });
-        SamplerConfig {
-            temperature: self.temperature,
-            top_k: self.top_k,
-            top_p: self.top_p,
-            min_p: self.min_p,
-            repeat_penalty: self.repeat_penalty,
-            repeat_last_n: self.repeat_last_n,
-            seed,
-        }
-    }
-}
+use std::path::PathBuf;
 
 /// Options of `sluice run`.
 #[derive(Debug, Args)]
@@ -58,16 +17,16 @@ pub struct RunArgs {
     #[command(flatten)]
     pub engine: EngineArgs,
     #[command(flatten)]
-    pub sampling: SamplingArgs,
+    pub generation: GenerationArgs,
     /// Wrap the prompt in the model's chat template as a user message.
     #[arg(long)]
     pub chat: bool,
     /// A system message (with --chat).
     #[arg(long, requires = "chat")]
     pub system: Option<String>,
-    /// Most tokens to generate.
-    #[arg(short = 'n', long = "max-tokens", default_value_t = 256)]
-    pub max_tokens: usize,
+    /// Earlier turns to reply after: a conversation saved by `sluice chat`'s `/save` (with --chat).
+    #[arg(long, requires = "chat")]
+    pub history: Option<PathBuf>,
     /// Print timings to stderr at the end.
     #[arg(long)]
     pub stats: bool,
@@ -85,72 +44,49 @@ impl EngineTask for &RunArgs {
 }
 
 fn run_on<B: CliBackend>(engine: Engine<B>, args: &RunArgs) -> Result<()> {
-    let request = Prompt {
-        text: &args.prompt,
-        chat: args.chat,
-        system: args.system.as_deref(),
-    };
-    let prompt = request
-        .tokens(&engine.tokenizer, engine.template.as_ref())
-        .map_err(|e| match e {
-            PromptError::NoTemplate => anyhow!("{e}; run without --chat"),
-            e => e.into(),
-        })?;
-    let sampler_config = args.sampling.config();
-    let seed = sampler_config.seed;
-    let mut session = engine.model.session(&engine.backend, args.engine.ctx)?;
-    let mut generator = Generator::new(
-        &engine.model,
-        &engine.backend,
-        &mut session,
-        Sampler::new(sampler_config)?,
-    );
-    let mut decoder = Decoder::new(&engine.tokenizer);
-    let mut out = std::io::stdout().lock();
-
-    let start = Instant::now();
-    let mut token = pollster::block_on(generator.prefill(&prompt, 512))?;
-    let ttft = start.elapsed();
-    let mut generated = 0;
-    while generator
-        .stop_before(&engine.tokenizer, token, generated, args.max_tokens)
-        .is_none()
-    {
-        out.write_all(decoder.push(token)?.as_bytes())?;
-        out.flush()?;
-        generated += 1;
-        match generator.stop_after(generated, args.max_tokens) {
-            Some(Stop::ContextFull) => {
-                eprintln!(
-                    "\nsluice: context full ({} positions); stopping",
-                    generator.position()
-                );
-                break;
-            }
-            Some(_) => break,
-            None => token = pollster::block_on(generator.step())?,
-        }
+    let core = &engine.core;
+    let options = args.generation.options();
+    let seed = options.sampler.seed;
+    let mut conversation = core.conversation(args.engine.ctx)?;
+    if let Some(path) = &args.history {
+        conversation.set_messages(read_history(path)?);
     }
-    out.write_all(decoder.finish().as_bytes())?;
+    if let Some(system) = &args.system {
+        conversation.set_system(Some(system));
+    }
+    let reply = if args.chat {
+        conversation.say(core, &args.prompt, &options)
+    } else {
+        conversation.complete(core, Prompt::Text(&args.prompt), &options)
+    }
+    .map_err(|e| explain(e, args.engine.ctx))?;
+    let mut out = std::io::stdout().lock();
+    let outcome = stream_reply(reply, &mut out)?;
     writeln!(out)?;
     if args.stats {
-        let total = start.elapsed();
-        let decode = total.saturating_sub(ttft);
-        let device = engine.backend.describe(&args.engine);
+        let s = &outcome.stats;
+        let device = core.backend.describe(&args.engine);
         eprintln!(
-            "sluice: load {:.2} s | prompt {} tokens, first token after {:.3} s ({:.1} tok/s) | {} generated, {:.1} tok/s | seed {seed} | {device}",
+            "sluice: load {:.2} s | prompt {} tokens ({} prefilled), first token after {:.3} s ({:.1} tok/s) | {} generated, {:.1} tok/s | seed {seed} | {device}",
             engine.load_time.as_secs_f64(),
-            prompt.len(),
-            ttft.as_secs_f64(),
-            prompt.len() as f64 / ttft.as_secs_f64(),
-            generated,
-            generated.saturating_sub(1) as f64 / decode.as_secs_f64().max(1e-9),
+            s.prompt_tokens,
+            s.tokens_prefilled,
+            s.ttft_s,
+            s.prefill_tok_s,
+            s.generated_tokens,
+            s.decode_tok_s,
         );
-        eprint!("{}", render_prefetch(&engine.model.prefetch_stats()));
+        eprint!("{}", render_prefetch(&core.model.prefetch_stats()));
     }
     Ok(())
 }
 
+/// The messages of a conversation file written by `sluice chat`'s `/save`.
+pub fn read_history(path: &std::path::Path) -> Result<Vec<engine_core::chat::ChatMessage>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    parse_messages(&text).with_context(|| format!("loading {}", path.display()))
+}
 /// A short text report of residency and streaming for `--stats`.
 pub fn render_prefetch(s: &engine_core::prefetch::PrefetchStats) -> String {
     use crate::size::format_size;
