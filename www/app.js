@@ -1,4 +1,5 @@
 // The chat page's script: picks and loads a model (URL, default or file) with a progress bar,
+// keeps one conversation (each turn prefills only what the KV cache lacks; "New chat" forgets it),
 // streams replies token by token, stops them, and shows the backend and live metrics.
 // Models too large for wasm32 load into the wasm64 (Memory64) build of the same API, which
 // scripts/build-page.sh puts in dist/wasm64/ and this script imports on first need.
@@ -83,6 +84,7 @@ function setState(state) {
   }
   $("send").disabled = state !== "ready";
   $("stop").disabled = state !== "generating";
+  $("new-chat").disabled = state !== "ready";
 }
 
 function setStatus(text, isError = false) {
@@ -138,6 +140,9 @@ function showMetrics() {
       : "resident"],
     ["prompt", m.last_prompt_tokens == null ? "–" : `${m.last_prompt_tokens} tokens at ${rate(m.last_prefill_tok_s)}`],
     ["decode", m.last_generated_tokens == null ? "–" : `${m.last_generated_tokens} tokens at ${rate(m.last_decode_tok_s)}`],
+    ["reused", m.last_tokens_reused == null ? "–" : `${m.last_tokens_reused} tokens from the KV cache`],
+    ["prefilled", m.last_tokens_prefilled == null ? "–" : `${m.last_tokens_prefilled} tokens computed`],
+    ["conversation", `${m.conversation_messages} messages`],
   ];
   const dl = $("metrics");
   dl.replaceChildren();
@@ -206,7 +211,6 @@ async function ask(event) {
   const reply = addMessage("assistant", "");
   reply.classList.add("streaming");
   const options = {
-    chat: true,
     max_tokens: Number($("max-tokens").value) || 128,
     temperature: Number($("temperature").value) || 0,
   };
@@ -217,14 +221,17 @@ async function ask(event) {
   page.pieces = [];
   try {
     let first = null;
-    page.lastResult = await page.engine.generate(prompt, options, (piece) => {
+    page.lastResult = await page.engine.chat(prompt, options, (piece) => {
       page.pieces.push(piece);
       reply.textContent += piece;
       reply.scrollIntoView({ block: "end" });
       showLiveRate(page.pieces.length, (first ??= performance.now()));
     });
     const r = page.lastResult;
-    setStatus(`Done (${r.stop_reason}): ${r.generated_tokens} tokens at ${rate(r.decode_tok_s)}.`);
+    let done = `Done (${r.stop_reason}): ${r.generated_tokens} tokens at ${rate(r.decode_tok_s)}; ` +
+      `${r.tokens_reused} prompt tokens reused, ${r.tokens_prefilled} prefilled.`;
+    if (r.dropped_messages) done += ` The context was full: the ${r.dropped_messages} oldest messages were dropped.`;
+    setStatus(done);
   } catch (e) {
     page.lastError = String(e?.message ?? e);
     setStatus(`Generation failed: ${page.lastError}`, true);
@@ -239,6 +246,15 @@ function showLiveRate(count, firstAt) {
   const seconds = (performance.now() - firstAt) / 1000;
   const cell = document.querySelector('#metrics dd[data-metric="decode"]');
   if (cell) cell.textContent = `${count} tokens so far` + (count > 1 ? ` at ${rate((count - 1) / seconds)}` : "");
+}
+
+// Forgets the conversation (the engine's and the page's), keeping the loaded model.
+function newChat() {
+  if (!page.engine || document.body.dataset.state !== "ready") return;
+  page.engine.resetChat();
+  $("messages").replaceChildren();
+  showMetrics();
+  setStatus("New chat.");
 }
 
 async function clearCache() {
@@ -268,6 +284,7 @@ async function start() {
   $("clear-cache").onclick = clearCache;
   $("ask").onsubmit = ask;
   $("stop").onclick = () => page.engine?.stop();
+  $("new-chat").onclick = newChat;
   $("prompt").onkeydown = (e) => {
     if (e.key === "Enter" && !e.shiftKey) ask(e);
   };

@@ -1,21 +1,20 @@
-//! `Engine`: a GGUF model loaded from bytes onto WebGPU or the CPU, generating with streamed
-//! tokens, stoppable, reporting its metrics to JavaScript.
+//! `Engine`: a GGUF model loaded from bytes onto WebGPU or the CPU through engine-core's loader,
+//! keeping one conversation whose KV cache later calls reuse, generating with streamed tokens,
+//! stoppable, reporting its metrics to JavaScript.
 
 use crate::options::{self, BackendChoice, GenerateOptions, LoadOptions, MatmulChoice, Metrics};
 use crate::origin::{Origin, Source};
 use crate::progress::{Phase, Progress};
-use crate::run::Loaded;
+use crate::run::{Loaded, Request};
 use backend_webgpu::{WebGpuBackend, WebSysDriver};
 use engine_core::backend::cpu::{CpuBackend, CpuConfig, MatmulPath};
 use engine_core::backend::Backend;
-use engine_core::chat::ChatTemplate;
 use engine_core::clock::Instant;
+use engine_core::engine::{CancelHandle, Engine as CoreEngine, LoadConfig};
 use engine_core::model::Model;
 use engine_core::prefetch::PrefetchConfig;
-use engine_core::schedule::{PrefetchProfile, SchedulerConfig};
 use engine_core::source::{ByteSource, MemorySource};
 use engine_core::store::{StoreConfig, WeightStore};
-use engine_core::tokenizer::Tokenizer;
 use js_sys::{Function, Promise, Uint8Array};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -33,9 +32,8 @@ enum Device {
 /// Shared with running generations, which outlive the `&self` of the call that started them.
 struct Inner {
     device: Device,
-    ctx: usize,
-    /// Set by `stop()`, read between tokens.
-    stop: Cell<bool>,
+    /// Flipped by `stop()`; the running reply ends after its current token.
+    cancel: CancelHandle,
     /// One generation at a time: they would share the backend's queue and the metrics.
     busy: Cell<bool>,
     metrics: RefCell<Metrics>,
@@ -93,9 +91,9 @@ impl Engine {
             .map(|t| t.dims.iter().product::<u64>())
             .sum();
         let model_name = metadata.get_str("general.name")?.map(str::to_string);
-        let (arch, layers, context) = match &device {
-            Device::Cpu(l) => describe(&l.model, opts.ctx),
-            Device::Gpu(l) => describe(&l.model, opts.ctx),
+        let (arch, layers, context, cancel) = match &device {
+            Device::Cpu(l) => describe(l),
+            Device::Gpu(l) => describe(l),
         };
         let metrics = Metrics {
             backend,
@@ -110,6 +108,9 @@ impl Engine {
             last_generated_tokens: None,
             last_prefill_tok_s: None,
             last_decode_tok_s: None,
+            last_tokens_reused: None,
+            last_tokens_prefilled: None,
+            conversation_messages: 0,
             wasm: WASM,
             memory_bytes: 0,
             device_bytes: 0,
@@ -120,8 +121,7 @@ impl Engine {
         Ok(Engine {
             inner: Rc::new(Inner {
                 device,
-                ctx: opts.ctx,
-                stop: Cell::new(false),
+                cancel,
                 busy: Cell::new(false),
                 metrics: RefCell::new(metrics),
             }),
@@ -140,28 +140,84 @@ impl Engine {
         self.inner.metrics.borrow().fallback_reason.clone()
     }
 
-    /// Generates from `prompt`, calling `on_token(piece)` as each token is decoded. `options`:
-    /// `{ max_tokens?, temperature? (0: greedy), seed?, chat?, system? }`. Resolves to
-    /// `{ text, tokens, prompt_tokens, generated_tokens, prefill_tok_s, decode_tok_s,
-    /// stop_reason }`; rejects with the engine's error.
+    /// Generates from `prompt` alone (not the kept conversation), calling `on_token(piece)` as
+    /// each token is decoded; the KV cache still serves whatever prefix it shares with earlier
+    /// calls. `options`: `{ max_tokens?, temperature? (0: greedy), top_k?, top_p?, min_p?, seed?,
+    /// chat?, system?, stop?: string[], context_shift? }`. Resolves to `{ text, tokens,
+    /// prompt_tokens, tokens_reused, tokens_prefilled, dropped_messages, generated_tokens, ttft_s,
+    /// prefill_tok_s, decode_tok_s, stop_reason }`; rejects with the engine's error.
     pub fn generate(&self, prompt: String, options: JsValue, on_token: Function) -> Promise {
+        self.run(options, on_token, move |inner, opts, on_token| {
+            Box::pin(async move {
+                match &inner.device {
+                    Device::Cpu(l) => l.reply(Request::Once(&prompt), &opts, &on_token).await,
+                    Device::Gpu(l) => l.reply(Request::Once(&prompt), &opts, &on_token).await,
+                }
+            })
+        })
+    }
+
+    /// Sends `message` as the next user turn of the conversation the engine keeps (its history
+    /// goes to the model through the chat template; only what the KV cache lacks is computed)
+    /// and streams the reply as `generate` does. `options` as for `generate`; `system` sets the
+    /// conversation's system message.
+    pub fn chat(&self, message: String, options: JsValue, on_token: Function) -> Promise {
+        self.run(options, on_token, move |inner, opts, on_token| {
+            Box::pin(async move {
+                match &inner.device {
+                    Device::Cpu(l) => l.reply(Request::Turn(&message), &opts, &on_token).await,
+                    Device::Gpu(l) => l.reply(Request::Turn(&message), &opts, &on_token).await,
+                }
+            })
+        })
+    }
+
+    /// Forgets the kept conversation's turns (its system message stays).
+    #[wasm_bindgen(js_name = resetChat)]
+    pub fn reset_chat(&self) -> Result<(), JsError> {
+        if self.inner.busy.get() {
+            return Err(JsError::new("a generation is running on this engine"));
+        }
+        match &self.inner.device {
+            Device::Cpu(l) => l.conversation.borrow_mut().reset(),
+            Device::Gpu(l) => l.conversation.borrow_mut().reset(),
+        }
+        Ok(())
+    }
+
+    /// The kept conversation: `[{ role, content }]`, system message first where there is one.
+    pub fn messages(&self) -> Result<JsValue, JsError> {
+        let messages = match &self.inner.device {
+            Device::Cpu(l) => l.messages(),
+            Device::Gpu(l) => l.messages(),
+        }
+        .ok_or_else(|| {
+            JsError::new("a generation is running on this engine: messages() answers when it ends")
+        })?;
+        let plain: Vec<MessageJs> = messages
+            .into_iter()
+            .map(|m| MessageJs {
+                role: m.role,
+                content: m.content,
+            })
+            .collect();
+        options::to_js(&plain)
+    }
+
+    /// One call at a time: parses the options, runs `call`, records its numbers in the metrics.
+    fn run(
+        &self,
+        options: JsValue,
+        on_token: Function,
+        call: impl FnOnce(Rc<Inner>, GenerateOptions, Function) -> ReplyFuture + 'static,
+    ) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
             let opts: GenerateOptions = options::parse("generate options", options)?;
             if inner.busy.replace(true) {
                 return Err(JsError::new("a generation is already running on this engine").into());
             }
-            inner.stop.set(false);
-            let result = match &inner.device {
-                Device::Cpu(l) => {
-                    l.generate(&prompt, &opts, inner.ctx, &inner.stop, &on_token)
-                        .await
-                }
-                Device::Gpu(l) => {
-                    l.generate(&prompt, &opts, inner.ctx, &inner.stop, &on_token)
-                        .await
-                }
-            };
+            let result = call(inner.clone(), opts, on_token).await;
             inner.busy.set(false);
             let result = result?;
             {
@@ -170,14 +226,17 @@ impl Engine {
                 m.last_generated_tokens = Some(result.generated_tokens);
                 m.last_prefill_tok_s = Some(result.prefill_tok_s);
                 m.last_decode_tok_s = Some(result.decode_tok_s);
+                m.last_tokens_reused = Some(result.tokens_reused);
+                m.last_tokens_prefilled = Some(result.tokens_prefilled);
             }
             Ok(options::to_js(&result)?)
         })
     }
 
-    /// Ends a running `generate` after its current token (it resolves with what it has).
+    /// Ends a running `generate` or `chat` after its current token (it resolves with what it
+    /// has; in `chat` the partial reply stays in the conversation).
     pub fn stop(&self) {
-        self.inner.stop.set(true);
+        self.inner.cancel.cancel();
     }
 
     /// `{ backend, fallback_reason, model_name, architecture, parameters, layers, context, load_s,
@@ -188,10 +247,13 @@ impl Engine {
     pub fn metrics(&self) -> Result<JsValue, JsError> {
         let mut m = self.inner.metrics.borrow_mut();
         m.memory_bytes = wasm_memory_bytes();
-        (m.device_bytes, m.prefetch) = match &self.inner.device {
-            Device::Cpu(l) => (l.model.device_bytes(), l.model.prefetch_stats()),
-            Device::Gpu(l) => (l.model.device_bytes(), l.model.prefetch_stats()),
+        let kept;
+        (m.device_bytes, m.prefetch, kept) = match &self.inner.device {
+            Device::Cpu(l) => usage(l),
+            Device::Gpu(l) => usage(l),
         };
+        // While a reply streams the conversation is busy: the count stays the last one seen.
+        m.conversation_messages = kept.unwrap_or(m.conversation_messages);
         options::to_js(&*m)
     }
 }
@@ -234,32 +296,34 @@ where
     B: Backend + Clone + Send + Sync + 'static,
     S: ByteSource + 'static,
 {
-    let metadata = &store.gguf().metadata;
-    let tokenizer = Tokenizer::from_metadata(metadata)?;
-    // A model without a usable template still generates; `chat: true` then says so.
-    let template = ChatTemplate::from_metadata(metadata).ok();
-    let model = match opts.device_mem {
-        None => Model::load(&backend, &**store)?,
-        Some(budget) => {
-            let config = SchedulerConfig {
-                budget,
-                profile: PrefetchProfile::Default,
-                // The page has no threads: a fetch runs when a step needs it, and the GPU
-                // queue carries the upload while earlier kernels still run.
-                prefetch: PrefetchConfig {
-                    workers: 0,
-                    ..PrefetchConfig::default()
-                },
-            };
-            Model::load_streaming(&backend, store.clone(), config)?
-        }
+    let config = LoadConfig {
+        device_budget: opts.device_mem,
+        // The page has no threads: a fetch runs when a step needs it, and the GPU queue
+        // carries the upload while earlier kernels still run.
+        prefetch: PrefetchConfig {
+            workers: 0,
+            ..PrefetchConfig::default()
+        },
+        ..LoadConfig::default()
     };
+    let engine = CoreEngine::load(backend, store.clone(), &config)?;
+    let conversation = RefCell::new(engine.conversation(opts.ctx)?);
     Ok(Loaded {
-        backend,
-        model,
-        tokenizer,
-        template,
+        engine,
+        conversation,
     })
+}
+
+/// A reply under way, boxed so `Engine::run` takes either device's.
+type ReplyFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<crate::options::GenerateResult, JsValue>>>,
+>;
+
+/// A message as `messages()` returns it.
+#[derive(serde::Serialize)]
+struct MessageJs {
+    role: String,
+    content: String,
 }
 
 /// The build's address width.
@@ -280,12 +344,25 @@ fn wasm_memory_bytes() -> u64 {
         .unwrap_or(0)
 }
 
-/// Architecture name, layers and the context a session gets.
-fn describe<B: Backend>(model: &Model<B>, ctx: usize) -> (String, u32, usize) {
-    let hp = &model.hparams;
+/// Architecture name, layers, the context the conversation holds and its cancel handle.
+fn describe<B: Backend>(l: &Loaded<B>) -> (String, u32, usize, CancelHandle) {
+    let hp = &l.engine.model.hparams;
+    let conversation = l.conversation.borrow();
     (
         hp.architecture.clone(),
         hp.block_count as u32,
-        ctx.min(hp.context_length as usize),
+        conversation.limit(),
+        conversation.cancel_handle(),
+    )
+}
+
+/// Device bytes, scheduler statistics and the kept conversation's length (`None` while a reply
+/// holds it).
+fn usage<B: Backend>(l: &Loaded<B>) -> (u64, engine_core::prefetch::PrefetchStats, Option<usize>) {
+    let model: &Model<B> = &l.engine.model;
+    (
+        model.device_bytes(),
+        model.prefetch_stats(),
+        l.conversation.try_borrow().ok().map(|c| c.messages().len()),
     )
 }

@@ -3,6 +3,7 @@
 
 use crate::origin::Origin;
 use engine_core::prefetch::PrefetchStats;
+use engine_core::sample::SamplerConfig;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::{JsError, JsValue};
 
@@ -53,43 +54,86 @@ impl Default for LoadOptions {
     }
 }
 
-/// `{ max_tokens?, temperature?, seed?, chat?, system? }`.
+/// `{ max_tokens?, temperature?, top_k?, top_p?, min_p?, seed?, chat?, system?, stop?,
+/// context_shift? }`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GenerateOptions {
     pub max_tokens: usize,
     /// 0 means greedy.
     pub temperature: f32,
+    pub top_k: usize,
+    pub top_p: f32,
+    pub min_p: f32,
     /// The sampler's seed; random when absent.
     pub seed: Option<u64>,
-    /// Wrap the prompt in the model's chat template as a user message.
+    /// `generate` only: wrap the prompt in the model's chat template as a user message.
     pub chat: bool,
-    /// A system message (with `chat`).
+    /// A system message (`generate` with `chat`; `chat` sets the conversation's).
     pub system: Option<String>,
+    /// The reply ends before the first of these texts.
+    pub stop: Vec<String>,
+    /// When the conversation outgrows the context, drop its oldest turns (keeping the system
+    /// message) instead of failing.
+    pub context_shift: bool,
 }
 
 impl Default for GenerateOptions {
     fn default() -> Self {
+        let sampler = SamplerConfig::default();
         Self {
             max_tokens: 256,
-            temperature: 0.8,
+            temperature: sampler.temperature,
+            top_k: sampler.top_k,
+            top_p: sampler.top_p,
+            min_p: sampler.min_p,
             seed: None,
             chat: false,
             system: None,
+            stop: Vec::new(),
+            context_shift: false,
         }
     }
 }
 
-/// What `generate` resolves to.
+impl GenerateOptions {
+    /// engine-core's options for these, with `seed` when the page gave none.
+    pub fn engine_options(&self, seed: u64) -> engine_core::engine::GenerateOptions {
+        engine_core::engine::GenerateOptions {
+            sampler: SamplerConfig {
+                temperature: self.temperature,
+                top_k: self.top_k,
+                top_p: self.top_p,
+                min_p: self.min_p,
+                seed,
+                ..SamplerConfig::default()
+            },
+            max_tokens: self.max_tokens,
+            stop: self.stop.clone(),
+            context_shift: self.context_shift,
+            ..engine_core::engine::GenerateOptions::default()
+        }
+    }
+}
+
+/// What `generate` and `chat` resolve to.
 #[derive(Debug, Clone, Serialize)]
 pub struct GenerateResult {
     pub text: String,
     pub tokens: Vec<u32>,
+    /// Tokens of the whole prompt (for `chat`: the history, rendered).
     pub prompt_tokens: usize,
+    /// Of those, tokens already in the KV cache from earlier calls.
+    pub tokens_reused: usize,
+    /// Tokens computed to prefill (`prompt_tokens - tokens_reused`).
+    pub tokens_prefilled: usize,
+    /// Messages a context shift dropped to make room.
+    pub dropped_messages: usize,
     pub generated_tokens: usize,
+    pub ttft_s: f64,
     pub prefill_tok_s: f64,
     pub decode_tok_s: f64,
-    /// `"eog"`, `"max_tokens"`, `"context_full"` or `"stopped"`.
+    /// `"eog"`, `"max_tokens"`, `"stop_string"`, `"context_full"` or `"stopped"`.
     pub stop_reason: &'static str,
 }
 
@@ -108,6 +152,11 @@ pub struct Metrics {
     pub last_generated_tokens: Option<usize>,
     pub last_prefill_tok_s: Option<f64>,
     pub last_decode_tok_s: Option<f64>,
+    /// The last call's tokens taken from the KV cache, and computed.
+    pub last_tokens_reused: Option<usize>,
+    pub last_tokens_prefilled: Option<usize>,
+    /// Messages in the kept conversation (`chat`).
+    pub conversation_messages: usize,
     /// `wasm32` or `wasm64` (Memory64: models over 4 GiB).
     pub wasm: &'static str,
     /// The wasm linear memory's size now (the model's bytes live there).

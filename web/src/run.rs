@@ -1,17 +1,14 @@
-//! One model on one backend, and the generation loop the web API drives: the CLI's loop (prompt
-//! through `model::Prompt`, stopping through `Generator::stop_before`/`stop_after`, incremental
-//! detokenization), streaming each piece to a JavaScript callback and yielding to the event loop
-//! between tokens so that `Engine.stop()` (or anything else on the page) can run.
+//! One model on one backend with its conversation, and the reply loop the web API drives:
+//! engine-core's `Conversation` and `Reply`, streaming each piece to a JavaScript callback and
+//! yielding to the event loop between tokens so that `Engine.stop()` (or anything else on the
+//! page) can run.
 
 use crate::options::{GenerateOptions, GenerateResult};
 use engine_core::backend::Backend;
-use engine_core::chat::ChatTemplate;
-use engine_core::clock::Instant;
-use engine_core::model::{Generator, Model, Prompt, Stop};
-use engine_core::sample::{Sampler, SamplerConfig};
-use engine_core::tokenizer::{Decoder, Tokenizer};
+use engine_core::chat::ChatMessage;
+use engine_core::engine::{Conversation, Engine as CoreEngine, Prompt, Reply, StopReason};
 use js_sys::{Function, Promise};
-use std::cell::Cell;
+use std::cell::RefCell;
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::{JsError, JsValue};
 use wasm_bindgen_futures::JsFuture;
@@ -23,15 +20,10 @@ extern "C" {
     fn set_timeout(handler: &Function, ms: i32) -> Result<JsValue, JsValue>;
 }
 
-/// Tokens fed per forward pass while prefilling (the CLI's batch).
-const PREFILL_BATCH: usize = 512;
-
-/// A loaded model with what generation needs beside it.
+/// A loaded model and the one conversation the `Engine` keeps on it.
 pub struct Loaded<B: Backend> {
-    pub backend: B,
-    pub model: Model<B>,
-    pub tokenizer: Tokenizer,
-    pub template: Option<ChatTemplate>,
+    pub engine: CoreEngine<B>,
+    pub conversation: RefCell<Conversation<B>>,
 }
 
 /// Lets the browser run a macrotask (a click handler calling `stop()`, a repaint): a resolved
@@ -46,6 +38,87 @@ pub async fn yield_to_event_loop() {
     let _ = JsFuture::from(promise).await;
 }
 
+/// What a call asks the conversation for.
+pub enum Request<'a> {
+    /// `generate`: this prompt alone (the history is not used), reusing the cached prefix.
+    Once(&'a str),
+    /// `chat`: the next user message of the kept conversation.
+    Turn(&'a str),
+}
+
+impl<B: Backend> Loaded<B> {
+    /// Replies to `request`, calling `on_token(piece)` once per emitted token with the text it
+    /// completes (possibly empty while a character spans tokens), plus once more at the end only
+    /// when held-back text remains. `stop()` ends it after the current token.
+    // The reply borrows the conversation across its awaits, by design: `Engine` runs one call
+    // at a time (its busy flag), and what else reads the conversation uses `try_borrow`.
+    #[allow(clippy::await_holding_refcell_ref)]
+    pub async fn reply(
+        &self,
+        request: Request<'_>,
+        options: &GenerateOptions,
+        on_token: &Function,
+    ) -> Result<GenerateResult, JsValue> {
+        let opts = options.engine_options(seed(options));
+        let mut conversation = self.conversation.borrow_mut();
+        let system: Vec<ChatMessage> = options
+            .system
+            .iter()
+            .map(|s| ChatMessage::system(s.as_str()))
+            .collect();
+        let reply = match request {
+            Request::Once(text) if options.chat => {
+                let messages: Vec<ChatMessage> = system
+                    .into_iter()
+                    .chain([ChatMessage::user(text)])
+                    .collect();
+                conversation.complete(&self.engine, Prompt::Chat(&messages), &opts)
+            }
+            Request::Once(text) => conversation.complete(&self.engine, Prompt::Text(text), &opts),
+            Request::Turn(text) => {
+                if let Some(system) = &options.system {
+                    conversation.set_system(Some(system));
+                }
+                conversation.say(&self.engine, text, &opts)
+            }
+        }
+        .map_err(js)?;
+        stream(reply, on_token).await
+    }
+
+    /// The kept conversation's messages; `None` while a reply holds the conversation.
+    pub fn messages(&self) -> Option<Vec<ChatMessage>> {
+        let conversation = self.conversation.try_borrow().ok()?;
+        Some(conversation.messages().to_vec())
+    }
+}
+
+/// Runs `reply` to its end, handing each piece to `on_token` and yielding between tokens.
+async fn stream<B: Backend>(
+    mut reply: Reply<'_, B>,
+    on_token: &Function,
+) -> Result<GenerateResult, JsValue> {
+    while let Some(piece) = reply.next().await.map_err(js)? {
+        on_token.call1(&JsValue::NULL, &JsValue::from_str(&piece))?;
+        yield_to_event_loop().await;
+    }
+    let out = reply.into_outcome();
+    let s = out.stats;
+    Ok(GenerateResult {
+        text: out.text,
+        prompt_tokens: s.prompt_tokens,
+        tokens_reused: s.tokens_reused,
+        tokens_prefilled: s.tokens_prefilled,
+        dropped_messages: s.dropped_messages,
+        generated_tokens: s.generated_tokens,
+        ttft_s: s.ttft_s,
+        prefill_tok_s: s.prefill_tok_s,
+        decode_tok_s: s.decode_tok_s,
+        tokens: out.tokens,
+        stop_reason: s.stop_reason.map_or("error", reason_name),
+    })
+}
+
 /// A seed from `Math.random` when the caller gave none (no getrandom on wasm).
 fn seed(options: &GenerateOptions) -> u64 {
     options
@@ -53,89 +126,11 @@ fn seed(options: &GenerateOptions) -> u64 {
         .unwrap_or_else(|| (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64)
 }
 
-impl<B: Backend> Loaded<B> {
-    /// Generates from `prompt`, calling `on_token(piece)` once per emitted token with the text it
-    /// completes (possibly empty while a character spans tokens), plus once more at the end only
-    /// when bytes of an unfinished character remain (as U+FFFD). `stop` set ends the generation
-    /// after the current token.
-    pub async fn generate(
-        &self,
-        prompt: &str,
-        options: &GenerateOptions,
-        ctx: usize,
-        stop: &Cell<bool>,
-        on_token: &Function,
-    ) -> Result<GenerateResult, JsValue> {
-        let request = Prompt {
-            text: prompt,
-            chat: options.chat,
-            system: options.system.as_deref(),
-        };
-        let prompt = request
-            .tokens(&self.tokenizer, self.template.as_ref())
-            .map_err(js)?;
-        let sampler = Sampler::new(SamplerConfig {
-            temperature: options.temperature,
-            seed: seed(options),
-            ..SamplerConfig::default()
-        })
-        .map_err(js)?;
-        let mut session = self.model.session(&self.backend, ctx).map_err(js)?;
-        let mut generator = Generator::new(&self.model, &self.backend, &mut session, sampler);
-        let mut decoder = Decoder::new(&self.tokenizer);
-        let emit = |piece: &str| on_token.call1(&JsValue::NULL, &JsValue::from_str(piece));
-
-        let start = Instant::now();
-        let mut token = generator
-            .prefill(&prompt, PREFILL_BATCH)
-            .await
-            .map_err(js)?;
-        let ttft = start.elapsed();
-        let (mut text, mut tokens) = (String::new(), Vec::new());
-        let reason = loop {
-            if let Some(reason) =
-                generator.stop_before(&self.tokenizer, token, tokens.len(), options.max_tokens)
-            {
-                break reason_name(reason);
-            }
-            let piece = decoder.push(token).map_err(js)?;
-            tokens.push(token);
-            text.push_str(&piece);
-            emit(&piece)?;
-            if let Some(reason) = generator.stop_after(tokens.len(), options.max_tokens) {
-                break reason_name(reason);
-            }
-            yield_to_event_loop().await;
-            if stop.get() {
-                break "stopped";
-            }
-            token = generator.step().await.map_err(js)?;
-        };
-        let rest = decoder.finish();
-        if !rest.is_empty() {
-            text.push_str(&rest);
-            emit(&rest)?;
-        }
-        let total = start.elapsed();
-        let decode = total.saturating_sub(ttft).as_secs_f64();
-        Ok(GenerateResult {
-            text,
-            prompt_tokens: prompt.len(),
-            generated_tokens: tokens.len(),
-            prefill_tok_s: prompt.len() as f64 / ttft.as_secs_f64().max(1e-9),
-            // The first token came with the prefill: decoding made the others.
-            decode_tok_s: tokens.len().saturating_sub(1) as f64 / decode.max(1e-9),
-            tokens,
-            stop_reason: reason,
-        })
-    }
-}
-
-fn reason_name(stop: Stop) -> &'static str {
+/// The page API's names for stop reasons (a cancelled reply is `stopped`, after `Engine.stop`).
+fn reason_name(stop: StopReason) -> &'static str {
     match stop {
-        Stop::EndOfGeneration => "eog",
-        Stop::MaxTokens => "max_tokens",
-        Stop::ContextFull => "context_full",
+        StopReason::Cancelled => "stopped",
+        other => other.name(),
     }
 }
 

@@ -1,7 +1,8 @@
 //! The JavaScript API end to end in the page: a small synthetic llama GGUF (engine-core's synth) is
 //! loaded into an `Engine` on the CPU and on WebGPU; greedy generation must pick the same tokens
 //! on both and stream one piece per token; truncated bytes reject with the engine's message; and
-//! `stop()` from the token callback ends the generation.
+//! `stop()` from the token callback ends the generation; `chat` keeps a conversation whose later
+//! turns prefill only what the KV cache lacks.
 //!
 //! Runs in headless Chromium (`scripts/test-web.sh`); without an adapter the WebGPU half skips
 //! unless the build had `SLUICE_REQUIRE_WEBGPU=1`.
@@ -30,6 +31,10 @@ struct Generated {
     prompt_tokens: usize,
     generated_tokens: usize,
     stop_reason: String,
+    #[serde(default)]
+    tokens_reused: usize,
+    #[serde(default)]
+    tokens_prefilled: usize,
 }
 
 const PROMPT: &str = "hello world, the quick brown fox";
@@ -67,6 +72,11 @@ async fn generate(
     let (seen, stopper) = (pieces.clone(), engine.clone());
     let on_token = Closure::<dyn FnMut(String)>::new(move |piece: String| {
         seen.borrow_mut().push(piece);
+        if seen.borrow().len() == 1 {
+            // While a reply streams, metrics answer and messages say they wait (no panic).
+            assert!(stopper.metrics().is_ok(), "metrics() during a reply");
+            assert!(stopper.messages().is_err(), "messages() during a reply");
+        }
         if Some(seen.borrow().len()) == stop_at {
             stopper.stop();
         }
@@ -85,6 +95,108 @@ async fn generate(
     let result: Generated = serde_wasm_bindgen::from_value(result).expect("result shape");
     let pieces = pieces.borrow().clone();
     (result, pieces)
+}
+
+#[derive(Debug, Deserialize)]
+struct Kept {
+    role: String,
+    content: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct ChatMetrics {
+    last_tokens_reused: Option<usize>,
+    last_tokens_prefilled: Option<usize>,
+    conversation_messages: usize,
+}
+
+/// Greedy `chat` turns, returning each turn's result.
+async fn chat_turns(engine: &Engine, turns: &[&str]) -> Vec<Generated> {
+    let mut out = Vec::new();
+    for turn in turns {
+        let on_token = Closure::<dyn FnMut(String)>::new(|_: String| {});
+        let promise = engine.chat(
+            turn.to_string(),
+            options(r#"{"max_tokens":6,"temperature":0,"seed":1}"#),
+            on_token.as_ref().unchecked_ref::<Function>().clone(),
+        );
+        let result = JsFuture::from(promise)
+            .await
+            .unwrap_or_else(|e| panic!("chat rejected: {}", message(e)));
+        out.push(serde_wasm_bindgen::from_value(result).expect("result shape"));
+    }
+    out
+}
+
+/// Turn k reuses what the cache holds from turn k-1 and prefills only the rest.
+fn assert_reused(what: &str, turns: &[Generated]) {
+    for (k, t) in turns.iter().enumerate() {
+        console_log!(
+            "{what} turn {}: {} prompt tokens, {} reused, {} prefilled",
+            k + 1,
+            t.prompt_tokens,
+            t.tokens_reused,
+            t.tokens_prefilled
+        );
+        assert_eq!(
+            t.tokens_reused + t.tokens_prefilled,
+            t.prompt_tokens,
+            "{what} turn {k}"
+        );
+        if k == 0 {
+            assert_eq!(
+                t.tokens_reused, 0,
+                "{what}: the first turn has nothing cached"
+            );
+        } else {
+            let before = &turns[k - 1];
+            // At least the previous prompt; the reply too, up to where its text tokenizes
+            // differently from the sampled tokens.
+            assert!(
+                t.tokens_reused >= before.prompt_tokens
+                    && t.tokens_reused < before.prompt_tokens + before.generated_tokens,
+                "{what} turn {}: reused {} of the {} + {} cached",
+                k + 1,
+                t.tokens_reused,
+                before.prompt_tokens,
+                before.generated_tokens
+            );
+        }
+    }
+}
+
+#[wasm_bindgen_test]
+async fn chat_keeps_the_conversation_and_reuses_its_prefix() {
+    const TURNS: [&str; 3] = ["hello there", "the quick brown fox", "and then?"];
+    let bytes = model_bytes();
+    let cpu = load(&bytes, "cpu").await.expect("cpu engine");
+    let want = chat_turns(&cpu, &TURNS).await;
+    assert_reused("cpu", &want);
+    let kept: Vec<Kept> =
+        serde_wasm_bindgen::from_value(cpu.messages().map_err(|e| message(e.into())).unwrap())
+            .expect("messages");
+    assert_eq!(kept.len(), 6, "{kept:?}");
+    assert_eq!(kept[4].content, "and then?");
+    assert_eq!(kept[5].role, "assistant");
+    let m: ChatMetrics = metrics(&cpu);
+    assert_eq!(m.last_tokens_reused, Some(want[2].tokens_reused));
+    assert_eq!(m.last_tokens_prefilled, Some(want[2].tokens_prefilled));
+    assert_eq!(m.conversation_messages, 6);
+    // After resetChat the next turn is a first turn again, with the same reply.
+    cpu.reset_chat().map_err(|e| message(e.into())).unwrap();
+    let again = chat_turns(&cpu, &TURNS[..1]).await;
+    assert_eq!(again[0].tokens, want[0].tokens, "after resetChat");
+    assert_eq!(again[0].prompt_tokens, want[0].prompt_tokens);
+
+    if webgpu_or_skip().await.is_none() {
+        return;
+    }
+    let gpu = load(&bytes, "webgpu").await.expect("webgpu engine");
+    let got = chat_turns(&gpu, &TURNS).await;
+    assert_reused("webgpu", &got);
+    for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g.tokens, w.tokens, "turn {}: webgpu vs cpu", k + 1);
+    }
 }
 
 /// One piece per token, plus at most one final flush of an unfinished character; together they

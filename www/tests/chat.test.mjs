@@ -3,7 +3,8 @@
 //   1. WebGPU: load by URL (downloaded, then stored in the model cache), chat, and the streamed
 //      reply must equal the native engine's greedy reply, computed now with `sluice run`.
 //   2. Reload, CPU: the same URL comes from the cache (the server sees no second download) and
-//      the reply matches too.
+//      the reply matches too; a second turn (stopped after two pieces) reuses the first turn's
+//      KV cache, the metrics panel shows it, and New chat forgets the conversation.
 //   3. With an empty cache, a download cut off halfway fails with a clear message and leaves no
 //      cache entry: the next load of that URL downloads it again.
 //      A damaged cache entry (shorter than its recorded length) is deleted and downloaded again;
@@ -202,6 +203,19 @@ async function main() {
     const stopped = await page.evaluate(() => window.sluicePage.lastResult);
     check(stopped?.stop_reason === "stopped" && stopped.generated_tokens <= 3, "cpu: Stop ends the generation",
       `${stopped?.stop_reason} after ${stopped?.generated_tokens} tokens`);
+    // That was the conversation's second turn: the first turn's tokens came from the KV cache.
+    const firstPrompt = reply.result?.prompt_tokens ?? Infinity;
+    check(stopped?.tokens_reused >= firstPrompt && stopped.tokens_reused + stopped.tokens_prefilled === stopped.prompt_tokens,
+      "cpu: the second turn reuses the first turn's KV cache",
+      `${stopped?.tokens_reused} reused + ${stopped?.tokens_prefilled} prefilled of ${stopped?.prompt_tokens} (turn 1: ${firstPrompt})`);
+    const reusedCell = await page.textContent('#metrics dd[data-metric="reused"]');
+    check(reusedCell?.startsWith(`${stopped?.tokens_reused} tokens`), "cpu: the metrics panel shows the tokens reused", reusedCell);
+    await page.click("#new-chat");
+    const after = await page.evaluate(() => ({
+      shown: document.querySelectorAll("#messages li").length,
+      kept: window.sluicePage.engine.messages().length,
+    }));
+    check(after.shown === 0 && after.kept === 0, "cpu: New chat forgets the conversation", JSON.stringify(after));
     console.log(`chat page test: cpu step took ${((Date.now() - t) / 1000).toFixed(1)} s (cache read ${m2?.fetch_s?.toFixed(1)} s, decode ${reply.result?.decode_tok_s?.toFixed(1)} tok/s)`);
 
     // 2b. The wasm64 (Memory64) build of the API, on the CPU: the same reply from the cache.
