@@ -18,3 +18,18 @@ pub fn model_or_skip(name: &str) -> Option<PathBuf> {
         Err(e) => panic!("cannot get {name}: {e:#} (set SLUICE_OFFLINE=1 to skip)"),
     }
 }
+
+/// The native WebGPU backend, or `None` with the reason printed (the caller skips); a panic
+/// instead when `SLUICE_REQUIRE_WEBGPU=1` (a Vulkan driver is installed, so an adapter must be).
+pub fn webgpu_or_skip() -> Option<backend_webgpu::WebGpuBackend> {
+    match backend_webgpu::WebGpuBackend::new() {
+        Ok(b) => Some(b),
+        Err(e) if std::env::var("SLUICE_REQUIRE_WEBGPU").as_deref() == Ok("1") => {
+            panic!("SLUICE_REQUIRE_WEBGPU=1 but there is no WebGPU adapter: {e}")
+        }
+        Err(e) => {
+            println!("skipped: {e}");
+            None
+        }
+    }
+}
