@@ -1,6 +1,8 @@
 //! Layer streaming through the `sluice` binary on a synthesized model: `run` under a device budget
 //! prints the same greedy text as the fully resident run (also from a throttled file source), the
 //! residency plan is printed by `inspect --plan`, and a budget below one layer is a clear error.
+//! And the other side of it: a resident CPU model costs about its file (weights borrowed from
+//! the mapping), which `bench` checks against its memory rule.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -126,4 +128,63 @@ fn a_budget_below_one_layer_is_a_clear_error() {
     let out = sluice(&["run", "--model", &model, "--device-mem", "lots", "hi"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("lots"));
+}
+
+/// A 300 MB model resident on the CPU: `bench`'s peak RSS stays within the file, its KV cache
+/// and 64 MiB (a copy of the weights would need the file twice).
+#[test]
+fn a_resident_bench_costs_about_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("big.gguf");
+    let path = path.to_str().expect("utf-8 path");
+    ok(&[
+        "synth",
+        "--out",
+        path,
+        "--preset",
+        "7b",
+        "--layers",
+        "8",
+        "--dim",
+        "2048",
+        "--ffn",
+        "5632",
+        "--heads",
+        "16",
+        "--kv-heads",
+        "16",
+        "--context",
+        "512",
+        "--type",
+        "Q4_0",
+    ]);
+    let out = ok(&[
+        "bench",
+        "--model",
+        path,
+        "--threads",
+        "2",
+        "--prompt-tokens",
+        "8",
+        "--gen-tokens",
+        "4",
+        "--reps",
+        "1",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&out).expect("bench JSON");
+    let m = &report["memory"];
+    let file = m["model_file_bytes"].as_u64().expect("file bytes");
+    let bound = m["rss_bound_bytes"].as_u64().expect("bound");
+    assert!(file > 250_000_000, "{m}");
+    assert_eq!(
+        bound,
+        file + m["kv_cache_bytes"].as_u64().unwrap() + (64 << 20)
+    );
+    let Some(rss) = report["peak_rss_bytes"].as_u64() else {
+        println!("skipped: no peak RSS on this platform");
+        return;
+    };
+    println!("peak RSS {rss} of a bound of {bound} ({file} of file)");
+    assert!(rss <= bound, "peak RSS {rss} over {bound}: {m}");
+    assert_eq!(m["within_bound"], true);
 }

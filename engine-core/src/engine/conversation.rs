@@ -75,6 +75,11 @@ impl<B: Backend> Conversation<B> {
         &self.cached
     }
 
+    /// Bytes of this conversation's KV cache.
+    pub fn kv_bytes(&self) -> u64 {
+        self.session.kv_bytes()
+    }
+
     /// The most positions the cache holds.
     pub fn limit(&self) -> usize {
         self.session.limit()

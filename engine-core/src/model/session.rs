@@ -26,6 +26,8 @@ pub struct Session<B: Backend> {
     pub(super) v_cache: Vec<B::Buffer>,
     pub(super) pos: usize,
     pub(super) limit: usize,
+    /// Floats per position in each layer's K (and V) cache.
+    kv_dim: usize,
     pub(super) scratch: Option<Scratch<B>>,
 }
 
@@ -46,6 +48,7 @@ impl<B: Backend> Session<B> {
             v_cache,
             pos: 0,
             limit,
+            kv_dim,
             scratch: None,
         })
     }
@@ -58,6 +61,12 @@ impl<B: Backend> Session<B> {
     /// The most positions this session can hold.
     pub fn limit(&self) -> usize {
         self.limit
+    }
+
+    /// Bytes of the K and V caches (allocated whole, for `limit` positions, at creation).
+    pub fn kv_bytes(&self) -> u64 {
+        let per_layer = (self.limit * self.kv_dim * std::mem::size_of::<f32>()) as u64;
+        per_layer * (self.k_cache.len() + self.v_cache.len()) as u64
     }
 
     /// Forgets everything after position `pos` (e.g. to start over with `rewind(0)`).

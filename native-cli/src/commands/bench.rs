@@ -54,9 +54,12 @@ fn run_on<B: CliBackend>(engine: Engine<B>, args: &BenchArgs) -> Result<()> {
     };
     let mut runs = Vec::new();
     let mut overlap = Vec::new();
+    // The most bytes of KV cache alive at once (one conversation here, two in `--turns`).
+    let mut kv_peak = 0;
     for _ in 0..args.reps.max(1) {
         // A fresh cache each time: a repetition must not reuse the last one's prompt.
         let mut conversation = core.conversation(args.prompt_tokens + args.gen_tokens + 1)?;
+        kv_peak = kv_peak.max(conversation.kv_bytes());
         let mut reply = conversation.complete(core, Prompt::Tokens(&prompt), &options)?;
         let start = Instant::now();
         pollster::block_on(reply.next())?;
@@ -95,7 +98,11 @@ fn run_on<B: CliBackend>(engine: Engine<B>, args: &BenchArgs) -> Result<()> {
         ));
     }
     let turns = match args.turns {
-        Some(n) => Some(bench_turns(core, args, n)?),
+        Some(n) => {
+            let (rows, kv) = bench_turns(core, args, n)?;
+            kv_peak = kv_peak.max(kv);
+            Some(rows)
+        }
         None => None,
     };
     let median = |f: fn(&(f64, f64, f64)) -> f64| {
@@ -108,6 +115,7 @@ fn run_on<B: CliBackend>(engine: Engine<B>, args: &BenchArgs) -> Result<()> {
     if !args.timeline {
         prefetch.timeline.clear();
     }
+    let peak_rss = peak_rss_bytes();
     let report = json!({
         "engine": "sluice",
         "version": env!("CARGO_PKG_VERSION"),
@@ -122,7 +130,8 @@ fn run_on<B: CliBackend>(engine: Engine<B>, args: &BenchArgs) -> Result<()> {
         "ttft_s": round(median(|r| r.0)),
         "prefill_tok_s": round(median(|r| r.1)),
         "decode_tok_s": round(median(|r| r.2)),
-        "peak_rss_bytes": peak_rss_bytes(),
+        "peak_rss_bytes": peak_rss,
+        "memory": memory(&engine.path, kv_peak, peak_rss),
         "device_mem": args.engine.device_mem,
         "prefetch_profile": args.engine.prefetch.to_string(),
         "throttle_bytes_per_s": args.engine.throttle,
@@ -150,7 +159,7 @@ fn bench_turns<B: CliBackend>(
     core: &engine_core::engine::Engine<B>,
     args: &BenchArgs,
     turns: usize,
-) -> Result<serde_json::Value> {
+) -> Result<(serde_json::Value, u64)> {
     let vocab = core.model.vocab_size() as u32;
     let context = turns * (args.prompt_tokens + args.gen_tokens) + 1;
     let options = GenerateOptions {
@@ -164,9 +173,11 @@ fn bench_turns<B: CliBackend>(
     let mut kept = core.conversation(context)?;
     let mut history = Vec::new();
     let mut rows = Vec::new();
+    let mut kv_peak = 0;
     for turn in 0..turns {
         history.extend(bench_tokens(turn, args.prompt_tokens, vocab));
         let mut fresh = core.conversation(context)?;
+        kv_peak = kv_peak.max(kept.kv_bytes() + fresh.kv_bytes());
         let alone = pollster::block_on(
             fresh
                 .complete(core, Prompt::Tokens(&history), &first_only)?
@@ -187,7 +198,21 @@ fn bench_turns<B: CliBackend>(
             "ttft_ratio": round(r.ttft_s / f.ttft_s.max(1e-9)),
         }));
     }
-    Ok(json!(rows))
+    Ok((json!(rows), kv_peak))
+}
+
+/// Where the memory went: the model file, the KV caches, and the peak RSS against the rule a
+/// resident CPU model must keep (its file, its KV cache and 64 MiB for everything else: the
+/// weights are borrowed from the mapping, never copied).
+fn memory(model: &std::path::Path, kv_bytes: u64, peak_rss: Option<u64>) -> serde_json::Value {
+    let file = std::fs::metadata(model).map(|m| m.len()).ok();
+    let bound = file.map(|f| f + kv_bytes + (64 << 20));
+    json!({
+        "model_file_bytes": file,
+        "kv_cache_bytes": kv_bytes,
+        "rss_bound_bytes": bound,
+        "within_bound": peak_rss.zip(bound).map(|(rss, b)| rss <= b),
+    })
 }
 
 fn round(x: f64) -> f64 {
