@@ -243,11 +243,10 @@ impl Backend for CpuBackend {
     }
 
     fn alloc(&self, len: usize) -> Result<CpuBuffer> {
-        // Fail with an error rather than abort when a huge scratch buffer cannot be had.
-        let mut v = Vec::new();
-        v.try_reserve_exact(len)
-            .map_err(|e| shape_err("alloc", format!("cannot allocate {len} values: {e}")))?;
-        v.resize(len, 0.0);
+        // Zeroed by the allocator: the OS hands out zero pages lazily, so a KV cache costs RAM
+        // only as positions fill. Fails with an error rather than aborting when it cannot be had.
+        let v = bytemuck::allocation::try_zeroed_vec::<f32>(len)
+            .map_err(|()| shape_err("alloc", format!("cannot allocate {len} values")))?;
         Ok(CpuBuffer(v))
     }
 
