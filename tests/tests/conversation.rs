@@ -5,7 +5,6 @@
 
 use engine_core::backend::cpu::{CpuBackend, CpuConfig, MatmulPath};
 use engine_core::backend::Backend;
-use engine_core::chat::ChatMessage;
 use engine_core::engine::{Engine, GenerateOptions, LoadConfig, Prompt};
 use engine_core::source::MmapSource;
 use engine_core::store::{StoreConfig, WeightStore};
@@ -41,12 +40,7 @@ fn three_turns<B: Backend + Clone + Send + Sync + 'static>(
     conv.set_system(Some(SYSTEM));
     let mut replies = Vec::new();
     for (k, text) in TURNS.iter().enumerate() {
-        let history: Vec<ChatMessage> = conv
-            .messages()
-            .iter()
-            .cloned()
-            .chain([ChatMessage::user(*text)])
-            .collect();
+        let history = conv.history_with(text);
         let prompt = e.tokenize(Prompt::Chat(&history)).unwrap();
         let reusable = common_prefix(conv.cached_tokens(), &prompt);
         let kept = block_on(conv.say(e, text, &opts).unwrap().run(|_| {})).unwrap();

@@ -147,14 +147,7 @@ impl Engine {
     /// prompt_tokens, tokens_reused, tokens_prefilled, dropped_messages, generated_tokens, ttft_s,
     /// prefill_tok_s, decode_tok_s, stop_reason }`; rejects with the engine's error.
     pub fn generate(&self, prompt: String, options: JsValue, on_token: Function) -> Promise {
-        self.run(options, on_token, move |inner, opts, on_token| {
-            Box::pin(async move {
-                match &inner.device {
-                    Device::Cpu(l) => l.reply(Request::Once(&prompt), &opts, &on_token).await,
-                    Device::Gpu(l) => l.reply(Request::Once(&prompt), &opts, &on_token).await,
-                }
-            })
-        })
+        self.run(options, on_token, Request::Once(prompt))
     }
 
     /// Sends `message` as the next user turn of the conversation the engine keeps (its history
@@ -162,14 +155,7 @@ impl Engine {
     /// and streams the reply as `generate` does. `options` as for `generate`; `system` sets the
     /// conversation's system message.
     pub fn chat(&self, message: String, options: JsValue, on_token: Function) -> Promise {
-        self.run(options, on_token, move |inner, opts, on_token| {
-            Box::pin(async move {
-                match &inner.device {
-                    Device::Cpu(l) => l.reply(Request::Turn(&message), &opts, &on_token).await,
-                    Device::Gpu(l) => l.reply(Request::Turn(&message), &opts, &on_token).await,
-                }
-            })
-        })
+        self.run(options, on_token, Request::Turn(message))
     }
 
     /// Forgets the kept conversation's turns (its system message stays).
@@ -204,20 +190,19 @@ impl Engine {
         options::to_js(&plain)
     }
 
-    /// One call at a time: parses the options, runs `call`, records its numbers in the metrics.
-    fn run(
-        &self,
-        options: JsValue,
-        on_token: Function,
-        call: impl FnOnce(Rc<Inner>, GenerateOptions, Function) -> ReplyFuture + 'static,
-    ) -> Promise {
+    /// One call at a time: parses the options, replies to `request`, records its numbers in the
+    /// metrics.
+    fn run(&self, options: JsValue, on_token: Function, request: Request) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
             let opts: GenerateOptions = options::parse("generate options", options)?;
             if inner.busy.replace(true) {
                 return Err(JsError::new("a generation is already running on this engine").into());
             }
-            let result = call(inner.clone(), opts, on_token).await;
+            let result = match &inner.device {
+                Device::Cpu(l) => l.reply(&request, &opts, &on_token).await,
+                Device::Gpu(l) => l.reply(&request, &opts, &on_token).await,
+            };
             inner.busy.set(false);
             let result = result?;
             {
@@ -313,11 +298,6 @@ where
         conversation,
     })
 }
-
-/// A reply under way, boxed so `Engine::run` takes either device's.
-type ReplyFuture = std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<crate::options::GenerateResult, JsValue>>>,
->;
 
 /// A message as `messages()` returns it.
 #[derive(serde::Serialize)]

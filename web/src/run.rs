@@ -39,11 +39,11 @@ pub async fn yield_to_event_loop() {
 }
 
 /// What a call asks the conversation for.
-pub enum Request<'a> {
+pub enum Request {
     /// `generate`: this prompt alone (the history is not used), reusing the cached prefix.
-    Once(&'a str),
+    Once(String),
     /// `chat`: the next user message of the kept conversation.
-    Turn(&'a str),
+    Turn(String),
 }
 
 impl<B: Backend> Loaded<B> {
@@ -55,7 +55,7 @@ impl<B: Backend> Loaded<B> {
     #[allow(clippy::await_holding_refcell_ref)]
     pub async fn reply(
         &self,
-        request: Request<'_>,
+        request: &Request,
         options: &GenerateOptions,
         on_token: &Function,
     ) -> Result<GenerateResult, JsValue> {

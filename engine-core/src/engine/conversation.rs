@@ -75,6 +75,14 @@ impl<B: Backend> Conversation<B> {
         &self.cached
     }
 
+    /// The history `say(text)` renders (before any context shift): the messages so far and
+    /// `text` as the next user message.
+    pub fn history_with(&self, text: &str) -> Vec<ChatMessage> {
+        let mut messages = self.messages.clone();
+        messages.push(ChatMessage::user(text));
+        messages
+    }
+
     /// Bytes of this conversation's KV cache.
     pub fn kv_bytes(&self) -> u64 {
         self.session.kv_bytes()
@@ -109,8 +117,7 @@ impl<B: Backend> Conversation<B> {
             return Err(PromptError::EmptyMessage.into());
         }
         let sampler = Sampler::new(options.sampler.clone())?;
-        let mut messages = self.messages.clone();
-        messages.push(ChatMessage::user(text));
+        let mut messages = self.history_with(text);
         let (tokens, dropped) = self.fit_messages(engine, &mut messages, options)?;
         self.messages = messages;
         Ok(Reply::start(

@@ -44,12 +44,7 @@ fn turns_reuse_the_cache_and_match_fresh_sessions_fed_the_whole_history() {
         .iter()
         .enumerate()
     {
-        let history: Vec<ChatMessage> = conv
-            .messages()
-            .iter()
-            .cloned()
-            .chain([ChatMessage::user(*text)])
-            .collect();
+        let history = conv.history_with(text);
         let expected_prompt = e.tokenize(Prompt::Chat(&history)).unwrap();
         let reply = block_on(conv.say(&e, text, &opts).unwrap().run(|_| {})).unwrap();
         let s = &reply.stats;

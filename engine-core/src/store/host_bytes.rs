@@ -92,28 +92,11 @@ impl fmt::Debug for HostBytes {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::model_bytes;
     use super::*;
-    use crate::gguf::{GgufWriter, Metadata, TensorSpec, Value};
-    use crate::quant::GgmlType;
     use crate::source::{ByteSource, FileSource, MemorySource};
     use crate::store::{StoreConfig, WeightStore};
     use crate::Error;
-
-    fn model_bytes() -> Vec<u8> {
-        let mut m = Metadata::new();
-        m.set("general.architecture", Value::String("llama".into()));
-        let specs = vec![
-            TensorSpec::new("token_embd.weight", &[64, 100], GgmlType::F32),
-            TensorSpec::new("blk.0.attn_q.weight", &[64, 64], GgmlType::Q8_0),
-        ];
-        let sizes: Vec<u64> = specs.iter().map(|s| s.n_bytes().unwrap()).collect();
-        let mut w = GgufWriter::new(Vec::new(), &m, specs).unwrap();
-        for (i, n) in sizes.iter().enumerate() {
-            w.write_tensor_data(&vec![i as u8 + 1; *n as usize])
-                .unwrap();
-        }
-        w.finish().unwrap()
-    }
 
     fn config() -> StoreConfig {
         StoreConfig {

@@ -6,7 +6,7 @@ use crate::source::{ByteSource, FileSource, MemorySource};
 const PAGE: u64 = 4096;
 
 /// A small model-shaped file: embeddings, two blocks, output head; tensor `i` filled with byte `i`.
-fn model_bytes() -> Vec<u8> {
+pub(super) fn model_bytes() -> Vec<u8> {
     let mut m = Metadata::new();
     m.set("general.architecture", Value::String("llama".into()));
     let specs = vec![
