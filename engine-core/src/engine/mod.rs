@@ -11,10 +11,14 @@
 //! engine thread.
 
 mod conversation;
+mod emit;
 mod file;
 mod options;
 mod prompt;
 mod reply;
+mod slots;
+#[cfg(test)]
+mod slots_tests;
 mod stop;
 #[cfg(test)]
 mod tests;
@@ -24,6 +28,7 @@ pub use file::{parse_messages, ConversationFileError};
 pub use options::{GenerateOptions, TurnStats, DEFAULT_PREFILL_BATCH};
 pub use prompt::{Prompt, PromptError};
 pub use reply::{Reply, ReplyOutcome};
+pub use slots::{SlotEvent, SlotPool, SlotRequest};
 pub use stop::{CancelHandle, StopReason};
 
 use crate::backend::Backend;

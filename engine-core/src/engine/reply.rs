@@ -2,15 +2,15 @@
 //! decoded to text, until a stop reason.
 
 use super::conversation::Conversation;
+use super::emit::Emitter;
 use super::options::{GenerateOptions, TurnStats};
-use super::stop::{StopReason, StopStrings};
+use super::stop::StopReason;
 use super::Engine;
 use crate::backend::Backend;
 use crate::chat::ChatMessage;
 use crate::clock::Instant;
 use crate::model::{prefill, sample_after};
 use crate::sample::Sampler;
-use crate::tokenizer::Decoder;
 use crate::Result;
 
 /// What a finished reply produced.
@@ -32,16 +32,12 @@ pub struct Reply<'a, B: Backend> {
     prompt: Vec<u32>,
     max_tokens: usize,
     prefill_batch: usize,
-    ignore_eog: bool,
     sampler: Sampler,
-    decoder: Option<Decoder<'a>>,
-    stops: StopStrings,
+    emit: Emitter<'a>,
     /// Whether the text becomes an assistant message of the history.
     record: bool,
     /// The token sampled last, fed at the next step.
     pending: Option<u32>,
-    text: String,
-    tokens: Vec<u32>,
     stats: TurnStats,
     start: Instant,
     first_token: Option<Instant>,
@@ -78,14 +74,10 @@ impl<'a, B: Backend> Reply<'a, B> {
             prompt,
             max_tokens: options.max_tokens,
             prefill_batch: options.prefill_batch,
-            ignore_eog: options.ignore_eog,
             sampler,
-            decoder: Some(Decoder::new(&engine.tokenizer)),
-            stops: StopStrings::new(&options.stop),
+            emit: Emitter::new(&engine.tokenizer, options),
             record,
             pending: None,
-            text: String::new(),
-            tokens: Vec::new(),
             stats,
             start,
             first_token: None,
@@ -102,7 +94,7 @@ impl<'a, B: Backend> Reply<'a, B> {
         if self.conv.cancel.is_cancelled() {
             return Ok(self.end(StopReason::Cancelled));
         }
-        if self.tokens.len() >= self.max_tokens {
+        if self.emit.tokens.len() >= self.max_tokens {
             return Ok(self.end(StopReason::MaxTokens));
         }
         let token = match self.pending {
@@ -115,20 +107,14 @@ impl<'a, B: Backend> Reply<'a, B> {
             }
         };
         self.pending = Some(token);
-        if !self.ignore_eog && self.engine.tokenizer.is_eog(token) {
-            return Ok(self.end(StopReason::EndOfGeneration));
+        match self.emit.push(token)? {
+            (_, Some(StopReason::EndOfGeneration)) => Ok(self.end(StopReason::EndOfGeneration)),
+            (out, Some(reason)) => {
+                self.end(reason);
+                Ok(Some(out))
+            }
+            (out, None) => Ok(Some(out)),
         }
-        let piece = match self.decoder.as_mut() {
-            Some(d) => d.push(token)?,
-            None => String::new(),
-        };
-        self.tokens.push(token);
-        let (out, hit) = self.stops.push(&piece);
-        self.text.push_str(&out);
-        if hit {
-            self.end(StopReason::StopString);
-        }
-        Ok(Some(out))
     }
 
     /// Feeds what the cache lacks and samples the first token.
@@ -180,16 +166,7 @@ impl<'a, B: Backend> Reply<'a, B> {
     /// Ends the reply: the text still held back (unless a stop string cut it), once.
     fn end(&mut self, reason: StopReason) -> Option<String> {
         self.stats.stop_reason = Some(reason);
-        let mut rest = String::new();
-        if reason != StopReason::StopString {
-            let tail = self.decoder.take().map(Decoder::finish).unwrap_or_default();
-            let (out, hit) = self.stops.push(&tail);
-            rest.push_str(&out);
-            if !hit {
-                rest.push_str(&self.stops.finish());
-            }
-        }
-        self.text.push_str(&rest);
+        let rest = self.emit.finish(reason);
         self.finish_turn();
         (!rest.is_empty()).then_some(rest)
     }
@@ -200,16 +177,17 @@ impl<'a, B: Backend> Reply<'a, B> {
             return;
         }
         self.finished = true;
-        self.stats.generated_tokens = self.tokens.len();
+        self.stats.generated_tokens = self.emit.tokens.len();
         if let Some(first) = self.first_token {
             let decode = Instant::now().duration_since(first).as_secs_f64();
-            self.stats.decode_tok_s = self.tokens.len().saturating_sub(1) as f64 / decode.max(1e-9);
+            self.stats.decode_tok_s =
+                self.emit.tokens.len().saturating_sub(1) as f64 / decode.max(1e-9);
         }
         if self.record {
             if self.first_token.is_some() {
                 self.conv
                     .messages
-                    .push(ChatMessage::assistant(self.text.clone()));
+                    .push(ChatMessage::assistant(self.emit.text.clone()));
             } else if self.conv.messages.last().is_some_and(|m| m.role == "user") {
                 // The turn never started (the prefill failed): it did not happen.
                 self.conv.messages.pop();
@@ -225,12 +203,12 @@ impl<'a, B: Backend> Reply<'a, B> {
 
     /// The text emitted so far.
     pub fn text(&self) -> &str {
-        &self.text
+        &self.emit.text
     }
 
     /// The tokens emitted so far.
     pub fn tokens(&self) -> &[u32] {
-        &self.tokens
+        &self.emit.tokens
     }
 
     /// The turn's numbers so far.
@@ -250,8 +228,8 @@ impl<'a, B: Backend> Reply<'a, B> {
     pub fn into_outcome(mut self) -> ReplyOutcome {
         self.finish_turn();
         ReplyOutcome {
-            text: std::mem::take(&mut self.text),
-            tokens: std::mem::take(&mut self.tokens),
+            text: std::mem::take(&mut self.emit.text),
+            tokens: std::mem::take(&mut self.emit.tokens),
             stats: self.stats.clone(),
         }
     }
@@ -264,6 +242,6 @@ impl<B: Backend> Drop for Reply<'_, B> {
 }
 
 /// How many leading tokens `a` and `b` share.
-fn common_prefix(a: &[u32], b: &[u32]) -> usize {
+pub(super) fn common_prefix(a: &[u32], b: &[u32]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }

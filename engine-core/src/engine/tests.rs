@@ -11,22 +11,22 @@ use crate::Error;
 use pollster::block_on;
 
 fn engine(context: u64) -> Engine<CpuBackend> {
+    engine_with(context, MatmulPath::Exact)
+}
+
+pub(super) fn engine_with(context: u64, path: MatmulPath) -> Engine<CpuBackend> {
     let cfg = SynthConfig {
         context,
         ..SynthConfig::default()
     };
     let bytes = crate::synth::write(&cfg, Vec::new(), 1, |_, _| {}).unwrap();
     let store = WeightStore::open(MemorySource::from_vec(bytes), StoreConfig::default()).unwrap();
-    let backend = CpuBackend::new(CpuConfig {
-        threads: 2,
-        path: MatmulPath::Exact,
-    })
-    .unwrap();
+    let backend = CpuBackend::new(CpuConfig { threads: 2, path }).unwrap();
     Engine::load(backend, Arc::new(store), &LoadConfig::default()).unwrap()
 }
 
 /// Greedy, through end-of-generation so the synthesized model's replies have a known length.
-fn options(max_tokens: usize) -> GenerateOptions {
+pub(super) fn options(max_tokens: usize) -> GenerateOptions {
     GenerateOptions {
         ignore_eog: true,
         ..GenerateOptions::greedy(max_tokens)

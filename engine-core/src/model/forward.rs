@@ -10,7 +10,7 @@ use crate::backend::{
 use crate::{Error, Result};
 
 /// The logits on the device: one buffer per head slice with its number of columns.
-type HeadSlices<B> = Vec<(<B as Backend>::Buffer, usize)>;
+pub(super) type HeadSlices<B> = Vec<(<B as Backend>::Buffer, usize)>;
 
 impl<B: Backend> Model<B> {
     /// Runs `tokens` at the session's next positions and returns their logits (`Logits::Last`: one
@@ -48,7 +48,12 @@ impl<B: Backend> Model<B> {
     }
 
     /// Reads the logits back, interleaving the slices of a split head.
-    async fn gather(&self, backend: &B, slices: &HeadSlices<B>, rows: usize) -> Result<Vec<f32>> {
+    pub(super) async fn gather(
+        &self,
+        backend: &B,
+        slices: &HeadSlices<B>,
+        rows: usize,
+    ) -> Result<Vec<f32>> {
         let vocab = self.vocab_size();
         if let [(only, _)] = slices.as_slice() {
             return backend.download(only, rows * vocab).await;
@@ -80,62 +85,116 @@ impl<B: Backend> Model<B> {
                 detail: "no tokens".into(),
             });
         }
-        let needed = session.pos + m;
-        if needed > session.limit {
-            return Err(Error::ContextFull {
-                needed,
-                limit: session.limit,
-            });
-        }
-        let vocab = self.vocab_size();
-        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= vocab) {
-            return Err(Error::Shape {
-                op: "forward",
-                detail: format!("token id {bad} ≥ vocabulary {vocab}"),
-            });
-        }
-        let hp = &self.hparams;
-        let dim = hp.embedding_length as usize;
-        let head_dim = hp.key_length as usize;
-        let heads = hp.head_count as usize;
-        let kv_heads = hp.head_count_kv as usize;
-        let (q_dim, kv_dim, ffn) = (
-            heads * head_dim,
-            kv_heads * head_dim,
-            hp.feed_forward_length as usize,
-        );
+        let needed = check_room(session, m)?;
+        self.check_tokens(tokens)?;
+        let dims = self.dims();
         let pos0 = session.pos;
-
         let mut s = match session.scratch.take() {
             Some(s) if s.tokens == m => s,
-            _ => Scratch {
-                tokens: m,
-                x: backend.alloc(m * dim)?,
-                h: backend.alloc(m * dim)?,
-                q: backend.alloc(m * q_dim)?,
-                k: backend.alloc(m * kv_dim)?,
-                v: backend.alloc(m * kv_dim)?,
-                att: backend.alloc(m * q_dim)?,
-                o: backend.alloc(m * dim)?,
-                gate: backend.alloc(m * ffn)?,
-                up: backend.alloc(m * ffn)?,
-                act: backend.alloc(m * ffn)?,
-            },
+            _ => Scratch::new(backend, m, &dims)?,
         };
-        let norm = RmsNormParams {
-            rows: m,
-            dim,
-            eps: hp.rms_norm_eps,
+        let rows = match logits {
+            Logits::Last => 1,
+            Logits::All => m,
         };
-        let rope = |heads| RopeParams {
-            tokens: m,
-            heads,
+        let attend = |layer: usize, s: &mut Scratch<B>| {
+            let rope = |heads| self.rope_params(m, heads, pos0);
+            backend.rope(&mut s.q, rope(dims.heads))?;
+            backend.rope(&mut s.k, rope(dims.kv_heads))?;
+            let append = CopyRowsParams {
+                rows: m,
+                cols: dims.kv_dim,
+                src_row0: 0,
+                dst_row0: pos0,
+            };
+            backend.copy_rows(&s.k, &mut session.k_cache[layer], append)?;
+            backend.copy_rows(&s.v, &mut session.v_cache[layer], append)?;
+            backend.attention(
+                &s.q,
+                &session.k_cache[layer],
+                &session.v_cache[layer],
+                &mut s.att,
+                self.attention_params(m, pos0),
+            )
+        };
+        let slices = self.run_layers(backend, &mut s, tokens, rows, attend)?;
+        // Only a pass that got this far advances the session.
+        session.pos = needed;
+        session.scratch = Some(s);
+        Ok((slices, rows))
+    }
+
+    /// Token ids the embedding table has.
+    pub(super) fn check_tokens(&self, tokens: &[u32]) -> Result<()> {
+        let vocab = self.vocab_size();
+        match tokens.iter().find(|&&t| t as usize >= vocab) {
+            Some(&bad) => Err(Error::Shape {
+                op: "forward",
+                detail: format!("token id {bad} ≥ vocabulary {vocab}"),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    pub(super) fn dims(&self) -> Dims {
+        let hp = &self.hparams;
+        let head_dim = hp.key_length as usize;
+        let (heads, kv_heads) = (hp.head_count as usize, hp.head_count_kv as usize);
+        Dims {
+            dim: hp.embedding_length as usize,
             head_dim,
+            heads,
+            kv_heads,
+            q_dim: heads * head_dim,
+            kv_dim: kv_heads * head_dim,
+            ffn: hp.feed_forward_length as usize,
+        }
+    }
+
+    pub(super) fn rope_params(&self, tokens: usize, heads: usize, pos0: usize) -> RopeParams {
+        let hp = &self.hparams;
+        RopeParams {
+            tokens,
+            heads,
+            head_dim: hp.key_length as usize,
             rope_dim: hp.rope_dimension_count as usize,
             pos0,
             freq_base: hp.rope_freq_base,
             freq_scale: 1.0 / hp.rope_scale,
             style: self.arch.rope_style(),
+        }
+    }
+
+    pub(super) fn attention_params(&self, tokens: usize, pos0: usize) -> AttentionParams {
+        let d = self.dims();
+        AttentionParams {
+            tokens,
+            pos0,
+            heads: d.heads,
+            kv_heads: d.kv_heads,
+            head_dim: d.head_dim,
+            scale: 1.0 / (d.head_dim as f32).sqrt(),
+        }
+    }
+
+    /// Embeds `tokens` into `s.x`, runs every block (with `attend(layer, s)` turning `s.q`,
+    /// `s.k`, `s.v` into `s.att`: the only part that touches a KV cache), then the head over the
+    /// last `rows` rows.
+    pub(super) fn run_layers(
+        &self,
+        backend: &B,
+        s: &mut Scratch<B>,
+        tokens: &[u32],
+        rows: usize,
+        mut attend: impl FnMut(usize, &mut Scratch<B>) -> Result<()>,
+    ) -> Result<HeadSlices<B>> {
+        let m = tokens.len();
+        let d = self.dims();
+        let (dim, q_dim, kv_dim, ffn) = (d.dim, d.q_dim, d.kv_dim, d.ffn);
+        let norm = RmsNormParams {
+            rows: m,
+            dim,
+            eps: self.hparams.rms_norm_eps,
         };
         let shape = |n, k| MatmulShape { m, n, k };
 
@@ -154,31 +213,7 @@ impl<B: Backend> Model<B> {
             backend.matmul(w.get(WQ)?, bias(0)?, &s.h, &mut s.q, shape(q_dim, dim))?;
             backend.matmul(w.get(WK)?, bias(1)?, &s.h, &mut s.k, shape(kv_dim, dim))?;
             backend.matmul(w.get(WV)?, bias(2)?, &s.h, &mut s.v, shape(kv_dim, dim))?;
-            backend.rope(&mut s.q, rope(heads))?;
-            backend.rope(&mut s.k, rope(kv_heads))?;
-            let append = CopyRowsParams {
-                rows: m,
-                cols: kv_dim,
-                src_row0: 0,
-                dst_row0: pos0,
-            };
-            backend.copy_rows(&s.k, &mut session.k_cache[layer], append)?;
-            backend.copy_rows(&s.v, &mut session.v_cache[layer], append)?;
-            let attention = AttentionParams {
-                tokens: m,
-                pos0,
-                heads,
-                kv_heads,
-                head_dim,
-                scale: 1.0 / (head_dim as f32).sqrt(),
-            };
-            backend.attention(
-                &s.q,
-                &session.k_cache[layer],
-                &session.v_cache[layer],
-                &mut s.att,
-                attention,
-            )?;
+            attend(layer, s)?;
             backend.matmul(w.get(WO)?, None, &s.att, &mut s.o, shape(dim, q_dim))?;
             backend.add(&mut s.x, &s.o, m * dim)?;
 
@@ -189,10 +224,6 @@ impl<B: Backend> Model<B> {
             backend.matmul(w.get(W_DOWN)?, None, &s.act, &mut s.o, shape(dim, ffn))?;
             backend.add(&mut s.x, &s.o, m * dim)?;
         }
-        let rows = match logits {
-            Logits::Last => 1,
-            Logits::All => m,
-        };
         let mut last = backend.alloc(rows * dim)?;
         let take = CopyRowsParams {
             rows,
@@ -221,10 +252,30 @@ impl<B: Backend> Model<B> {
             )?;
             slices.push((out, n));
         }
-        drop(weights);
-        // Only a pass that got this far advances the session.
-        session.pos = needed;
-        session.scratch = Some(s);
-        Ok((slices, rows))
+        Ok(slices)
     }
+}
+
+/// The model's widths, as the forward pass needs them.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Dims {
+    pub dim: usize,
+    pub head_dim: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub q_dim: usize,
+    pub kv_dim: usize,
+    pub ffn: usize,
+}
+
+/// The session's position after `m` more tokens, or `ContextFull`.
+pub(super) fn check_room<B: Backend>(session: &Session<B>, m: usize) -> Result<usize> {
+    let needed = session.pos + m;
+    if needed > session.limit {
+        return Err(Error::ContextFull {
+            needed,
+            limit: session.limit,
+        });
+    }
+    Ok(needed)
 }

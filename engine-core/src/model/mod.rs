@@ -1,10 +1,12 @@
 //! The llama-family model: architecture detection, weights uploaded to a backend, and the forward
 //! pass over a session's KV cache.
 
+mod batch;
 mod forward;
 mod generate;
 mod session;
 
+pub use batch::BatchScratch;
 pub use generate::{prefill, sample_after, Generator};
 pub use session::Session;
 

@@ -20,6 +20,25 @@ pub(super) struct Scratch<B: Backend> {
     pub act: B::Buffer,
 }
 
+impl<B: Backend> Scratch<B> {
+    /// Buffers for steps of `m` tokens.
+    pub fn new(backend: &B, m: usize, d: &super::forward::Dims) -> Result<Self> {
+        Ok(Self {
+            tokens: m,
+            x: backend.alloc(m * d.dim)?,
+            h: backend.alloc(m * d.dim)?,
+            q: backend.alloc(m * d.q_dim)?,
+            k: backend.alloc(m * d.kv_dim)?,
+            v: backend.alloc(m * d.kv_dim)?,
+            att: backend.alloc(m * d.q_dim)?,
+            o: backend.alloc(m * d.dim)?,
+            gate: backend.alloc(m * d.ffn)?,
+            up: backend.alloc(m * d.ffn)?,
+            act: backend.alloc(m * d.ffn)?,
+        })
+    }
+}
+
 /// One conversation's state on the backend.
 pub struct Session<B: Backend> {
     pub(super) k_cache: Vec<B::Buffer>,

@@ -1,6 +1,9 @@
 //! Choosing the next token from logits: greedy, or repetition penalty → top-k → top-p → min-p →
 //! temperature → a seeded draw (llama.cpp's default order). The same seed gives the same tokens.
 
+mod logprobs;
+pub use logprobs::{logprobs, TokenLogprob};
+
 use crate::rng::SplitMix64;
 use crate::{Error, Result};
 use std::collections::VecDeque;
