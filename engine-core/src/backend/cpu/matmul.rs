@@ -168,18 +168,27 @@ fn matmul_precise(pool: &Pool, w: &CpuWeight, x: &[f32], out: &mut [f32], m: usi
     };
     let target: &mut [f32] = if m == 1 { out } else { &mut out_t };
     let per_task = pool.chunk_items(n, if m == 1 { MIN_GEMV_ROWS } else { TILE_ROWS });
+    // Up to this many tokens' two activation rows share each unpacked weight block.
+    let per_call = fast::GEMM_MAX_X / 2;
+    let calls: Vec<Vec<_>> = xq
+        .chunks(per_call)
+        .map(|tokens| tokens.iter().flat_map(|(c, f)| [c, f]).collect())
+        .collect();
     pool.try_chunks_mut(target, per_task * m, |ci, chunk| {
         let row0 = ci * per_task;
         let rows = chunk.len() / m;
-        let (mut a, mut b) = ([0f32; TILE_ROWS], [0f32; TILE_ROWS]);
+        let mut both = vec![0f32; TILE_ROWS * 2 * per_call.min(m)];
         for t0 in (0..rows).step_by(TILE_ROWS) {
             let tn = TILE_ROWS.min(rows - t0);
             let r = row0 + t0;
-            for (j, (coarse, fine)) in xq.iter().enumerate() {
-                fast::gemv_rows(ty, w.bytes(), k, coarse, r..r + tn, &mut a[..tn])?;
-                fast::gemv_rows(ty, w.bytes(), k, fine, r..r + tn, &mut b[..tn])?;
+            for (c, xs) in calls.iter().enumerate() {
+                let nx = xs.len();
+                fast::gemm_rows(ty, w.bytes(), k, xs, r..r + tn, &mut both[..tn * nx])?;
                 for i in 0..tn {
-                    chunk[(t0 + i) * m + j] = a[i] + b[i];
+                    for t in 0..nx / 2 {
+                        let (a, b) = (both[i * nx + 2 * t], both[i * nx + 2 * t + 1]);
+                        chunk[(t0 + i) * m + c * per_call + t] = a + b;
+                    }
                 }
             }
         }

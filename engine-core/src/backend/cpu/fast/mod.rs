@@ -186,6 +186,62 @@ pub fn gemv_rows(
     Ok(())
 }
 
+/// Most activation rows one `gemm_rows` call takes.
+pub const GEMM_MAX_X: usize = 16;
+
+/// `out[i · xs.len() + j] = dot(row rows.start + i of w, xs[j])`: `gemv_rows` for several
+/// activation rows at once (bit-identical to it), unpacking each weight block once for all of them.
+pub fn gemm_rows(
+    ty: GgmlType,
+    w: &[u8],
+    k: usize,
+    xs: &[&QuantizedActivations],
+    rows: Range<usize>,
+    out: &mut [f32],
+) -> Result<()> {
+    const OP: &str = "fast::gemm_rows";
+    let nx = xs.len();
+    if nx == 0 || nx > GEMM_MAX_X || out.len() != rows.len() * nx {
+        return Err(Error::Shape {
+            op: OP,
+            detail: format!(
+                "{nx} activation rows (1..={GEMM_MAX_X}) for {} outputs over rows {rows:?}",
+                out.len()
+            ),
+        });
+    }
+    let Some(first) = xs.first() else {
+        return Ok(());
+    };
+    for xq in xs {
+        check_pairing(ty, xq, OP)?;
+        if xq.len() != k {
+            return Err(Error::Shape {
+                op: OP,
+                detail: format!(
+                    "rows have k = {k} elements but activations have {}",
+                    xq.len()
+                ),
+            });
+        }
+    }
+    let row_bytes = check_pairing(ty, first, OP)?;
+    if row_bytes == 0 || !w.len().is_multiple_of(row_bytes) || rows.end > w.len() / row_bytes {
+        // k = 0 or a shape gemv_rows explains: one row of activations at a time.
+        let mut one = vec![0f32; rows.len()];
+        for (j, xq) in xs.iter().enumerate() {
+            gemv_rows(ty, w, k, xq, rows.clone(), &mut one)?;
+            for (i, v) in one.iter().enumerate() {
+                out[i * nx + j] = *v;
+            }
+        }
+        return Ok(());
+    }
+    let w = &w[rows.start * row_bytes..rows.end * row_bytes];
+    kernels(ty).gemm(w, row_bytes, xs, out);
+    Ok(())
+}
+
 /// Checks that `ty` has a kernel and `xq` has its activation layout; returns the bytes of one row.
 fn check_pairing(ty: GgmlType, xq: &QuantizedActivations, op: &'static str) -> Result<usize> {
     let block = activation_block(ty).ok_or(Error::UnsupportedType { ty, op })?;
@@ -244,6 +300,25 @@ fn kernels(ty: GgmlType) -> Kernels {
 }
 
 impl Kernels {
+    /// `out[r · xs.len() + j] = dot(row r of w, xs[j])` (shapes checked by the caller).
+    fn gemm(self, w: &[u8], row_bytes: usize, xs: &[&QuantizedActivations], out: &mut [f32]) {
+        match self.isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as in `gemv`.
+            Isa::Avx2 => unsafe { x86::gemm(self.ty, w, row_bytes, xs, out) },
+            _ => {
+                let rows = out.len() / xs.len().max(1);
+                let mut one = vec![0f32; rows];
+                for (j, xq) in xs.iter().enumerate() {
+                    self.gemv(w, row_bytes, xq, &mut one);
+                    for (r, v) in one.iter().enumerate() {
+                        out[r * xs.len() + j] = *v;
+                    }
+                }
+            }
+        }
+    }
+
     /// `out[r] = dot(row r of w, xq)`; `w` holds `out.len()` rows of `row_bytes` (checked by the caller).
     fn gemv(self, w: &[u8], row_bytes: usize, xq: &QuantizedActivations, out: &mut [f32]) {
         if row_bytes == 0 {

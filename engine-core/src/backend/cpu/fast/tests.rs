@@ -281,6 +281,41 @@ fn gemv_rows_takes_a_sub_range() {
 }
 
 #[test]
+fn gemm_rows_equals_gemv_rows_for_every_activation_row() {
+    let mut rng = Rng(78);
+    for ty in ALL_TYPES {
+        for (n, k) in [(5, test_ks(ty)[0]), (9, test_ks(ty)[1])] {
+            let w = quantized_weights(&mut rng, ty, n, k);
+            for nx in [1, 2, 3, 8, GEMM_MAX_X] {
+                let xqs: Vec<_> = (0..nx)
+                    .map(|_| quantize_activations(ty, &random_x(&mut rng, k)).unwrap())
+                    .collect();
+                let xs: Vec<_> = xqs.iter().collect();
+                let mut out = vec![0.0; 4 * nx];
+                gemm_rows(ty, &w, k, &xs, 1..5, &mut out).unwrap();
+                for (j, xq) in xqs.iter().enumerate() {
+                    let mut want = vec![0.0; 4];
+                    gemv_rows(ty, &w, k, xq, 1..5, &mut want).unwrap();
+                    for (i, want) in want.iter().enumerate() {
+                        let got = out[i * nx + j];
+                        assert_eq!(
+                            got.to_bits(),
+                            want.to_bits(),
+                            "{ty} k={k} nx={nx} x{j} r{i}"
+                        );
+                    }
+                }
+            }
+            let xq = quantize_activations(ty, &random_x(&mut rng, k)).unwrap();
+            let many = vec![&xq; GEMM_MAX_X + 1];
+            let mut out = vec![0.0; n * many.len()];
+            assert!(gemm_rows(ty, &w, k, &many, 0..n, &mut out).is_err());
+            assert!(gemm_rows(ty, &w, k, &[], 0..n, &mut []).is_err());
+        }
+    }
+}
+
+#[test]
 fn supports_exactly_the_fast_types() {
     for ty in GgmlType::ALL {
         assert_eq!(supports(ty), ALL_TYPES.contains(&ty), "{ty}");

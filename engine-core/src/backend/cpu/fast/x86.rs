@@ -9,7 +9,7 @@
 //! vector (`hsum8`) and combined with their scales exactly as `scalar::Lanes` does lane by lane.
 
 use super::scalar::{self, q4_k_scale_min, q4_k_term, q6_k_term, Lanes, QK};
-use super::QuantizedActivations;
+use super::{QuantizedActivations, GEMM_MAX_X};
 use crate::quant::GgmlType;
 use std::arch::x86_64::*;
 
@@ -57,6 +57,106 @@ pub(super) fn gemv(
         }
         // Types without a fast kernel never reach here: the scalar path holds the one fallback.
         _ => scalar::gemv(ty, w, row_bytes, xq, out),
+    }
+}
+
+/// `out[r · xs.len() + j] = dot(row r of w, xs[j])`, bit-identical to `gemv` on each `xs[j]`, for
+/// `out.len() / xs.len()` rows (checked by the caller; `xs.len() ≤ GEMM_MAX_X`). Each group of
+/// eight weight blocks is unpacked once and dotted with every activation row, which is what
+/// makes several tokens at once (a batch of decode steps, or a prefill) cheaper per token.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn gemm(
+    ty: GgmlType,
+    w: &[u8],
+    row_bytes: usize,
+    xs: &[&QuantizedActivations],
+    out: &mut [f32],
+) {
+    use GgmlType::*;
+    match ty {
+        Q8_0 => gemm_legacy::<34, false, true>(w, row_bytes, xs, out, |b| load256(&b[2..])),
+        Q4_0 => gemm_legacy::<18, false, true>(w, row_bytes, xs, out, |b| values_q4_0(b)),
+        Q4_1 => gemm_legacy::<20, true, false>(w, row_bytes, xs, out, |b| nibbles(&b[4..])),
+        Q5_0 => gemm_legacy::<22, false, true>(w, row_bytes, xs, out, |b| values_q5_0(b)),
+        _ => {
+            // K-quants: one activation row at a time.
+            let rows = out.len() / xs.len().max(1);
+            let mut one = vec![0f32; rows];
+            for (j, xq) in xs.iter().enumerate() {
+                gemv(ty, w, row_bytes, xq, &mut one);
+                for (r, v) in one.iter().enumerate() {
+                    out[r * xs.len() + j] = *v;
+                }
+            }
+        }
+    }
+}
+
+/// `gemm` for 32-value blocks of TS bytes whose weights `unpack` gives as bytes: signed (moved
+/// onto the activations' signs, as `mul_sum_i8_i8` does) when `SIGNED`, else unsigned.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn gemm_legacy<const TS: usize, const MIN: bool, const SIGNED: bool>(
+    w: &[u8],
+    row_bytes: usize,
+    xs: &[&QuantizedActivations],
+    out: &mut [f32],
+    unpack: impl Fn(&[u8; TS]) -> __m256i,
+) {
+    let nx = xs.len().min(GEMM_MAX_X);
+    let xs = &xs[..nx];
+    for (row, out) in w.chunks_exact(row_bytes).zip(out.chunks_exact_mut(nx)) {
+        let (blocks, _) = row.as_chunks::<TS>();
+        let (groups, tail) = blocks.as_chunks::<8>();
+        let mut acc = [_mm256_setzero_ps(); GEMM_MAX_X];
+        for (g, wb) in groups.iter().enumerate() {
+            let q: [__m256i; 8] = std::array::from_fn(|i| unpack(&wb[i]));
+            let words = std::array::from_fn(|i| first_word(&wb[i]));
+            gemm_group::<MIN, SIGNED>(&mut acc, q, words, xs, 8 * g);
+        }
+        if !tail.is_empty() {
+            // Missing blocks: zero weights and zero scales add +0.0, as in `dot_legacy`.
+            let mut q = [_mm256_setzero_si256(); 8];
+            let mut words = [0i32; 8];
+            for (i, b) in tail.iter().enumerate() {
+                q[i] = unpack(b);
+                words[i] = first_word(b);
+            }
+            gemm_group::<MIN, SIGNED>(&mut acc, q, words, xs, 8 * groups.len());
+        }
+        for (o, acc) in out.iter_mut().zip(&acc) {
+            let mut lanes = Lanes::default();
+            // SAFETY: `lanes.0` is 8 writable f32s; `storeu` has no alignment requirement.
+            unsafe { _mm256_storeu_ps(lanes.0.as_mut_ptr(), *acc) };
+            *o = lanes.sum();
+        }
+    }
+}
+
+/// Eight unpacked weight blocks `q` (from block `b0` on) dotted with every activation row.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn gemm_group<const MIN: bool, const SIGNED: bool>(
+    acc: &mut [__m256; GEMM_MAX_X],
+    q: [__m256i; 8],
+    words: [i32; 8],
+    xs: &[&QuantizedActivations],
+    b0: usize,
+) {
+    let mag: [__m256i; 8] = if SIGNED {
+        std::array::from_fn(|i| _mm256_sign_epi8(q[i], q[i]))
+    } else {
+        q
+    };
+    let (dw, mw) = split_f16_pairs(words);
+    for (acc, xq) in acc.iter_mut().zip(xs) {
+        let xb = &xq.qs[b0 * QK..(b0 + 8) * QK];
+        let ints = std::array::from_fn(|i| {
+            let x = load256(&xb[i * QK..]);
+            let x = if SIGNED { _mm256_sign_epi8(x, q[i]) } else { x };
+            mul_sum_u8_i8(mag[i], x)
+        });
+        *acc = group_scaled::<MIN>(*acc, ints, dw, mw, xq, b0);
     }
 }
 
@@ -151,8 +251,14 @@ fn block_q8_0(w: &[u8; 34], x: &[i8; QK]) -> __m256i {
 #[target_feature(enable = "avx2")]
 #[inline]
 fn block_q4_0(w: &[u8; 18], x: &[i8; QK]) -> __m256i {
-    let q = _mm256_sub_epi8(nibbles(&w[2..]), _mm256_set1_epi8(8));
-    mul_sum_i8_i8(q, load256(x))
+    mul_sum_i8_i8(values_q4_0(w), load256(x))
+}
+
+/// A Q4_0 block's 32 weights as signed bytes.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn values_q4_0(w: &[u8; 18]) -> __m256i {
+    _mm256_sub_epi8(nibbles(&w[2..]), _mm256_set1_epi8(8))
 }
 
 #[target_feature(enable = "avx2")]
@@ -164,6 +270,13 @@ fn block_q4_1(w: &[u8; 20], x: &[i8; QK]) -> __m256i {
 #[target_feature(enable = "avx2")]
 #[inline]
 fn block_q5_0(w: &[u8; 22], x: &[i8; QK]) -> __m256i {
+    mul_sum_i8_i8(values_q5_0(w), load256(x))
+}
+
+/// A Q5_0 block's 32 weights as signed bytes.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn values_q5_0(w: &[u8; 22]) -> __m256i {
     let qh = u32::from_le_bytes([w[2], w[3], w[4], w[5]]);
     // Byte i gets byte i/8 of qh, then keeps bit i%8: 0x10 where bit i of qh is set.
     let spread = _mm256_shuffle_epi8(
@@ -176,11 +289,10 @@ fn block_q5_0(w: &[u8; 22], x: &[i8; QK]) -> __m256i {
     let bits = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
     let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bits), bits);
     let high = _mm256_and_si256(set, _mm256_set1_epi8(0x10));
-    let q = _mm256_sub_epi8(
+    _mm256_sub_epi8(
         _mm256_or_si256(nibbles(&w[6..]), high),
         _mm256_set1_epi8(16),
-    );
-    mul_sum_i8_i8(q, load256(x))
+    )
 }
 
 /// A row of 32-value blocks of TS bytes (f16 d first; f16 min second when `MIN`), `int` giving
@@ -237,9 +349,23 @@ fn group<const MIN: bool>(
     xq: &QuantizedActivations,
     b0: usize,
 ) -> __m256 {
+    let (dw, mw) = split_f16_pairs(words);
+    group_scaled::<MIN>(acc, ints, dw, mw, xq, b0)
+}
+
+/// `group` with the eight blocks' f16 scales (`dw`) and mins (`mw`) already converted.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn group_scaled<const MIN: bool>(
+    acc: __m256,
+    ints: [__m256i; 8],
+    dw: __m256,
+    mw: __m256,
+    xq: &QuantizedActivations,
+    b0: usize,
+) -> __m256 {
     let span = b0..b0 + 8;
     let t = hsum8(ints);
-    let (dw, mw) = split_f16_pairs(words);
     let dx = load_ps(&xq.d[span.clone()]);
     let acc = _mm256_add_ps(
         acc,
