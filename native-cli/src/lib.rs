@@ -3,4 +3,5 @@
 
 pub mod commands;
 pub mod models;
+pub mod serve;
 pub mod size;

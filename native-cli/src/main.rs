@@ -23,6 +23,9 @@ enum Command {
     /// Chat with a model: the KV cache is kept between turns, so each turn prefills only what is
     /// new. Slash commands: /reset, /system, /stats, /save, /load, /exit.
     Chat(chat::ChatArgs),
+    /// Serve the model over HTTP with OpenAI's API (chat completions, completions, models, SSE
+    /// streaming), several replies at once in batched slots, Prometheus metrics at /metrics.
+    Serve(sluice_cli::serve::ServeArgs),
     /// Measure load time, time to first token, prefill and decode speed; prints JSON.
     Bench(bench::BenchArgs),
     /// Show what a GGUF file holds: metadata, tokenizer, tensors, bytes per layer and type.
@@ -90,6 +93,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Run(args) => run::run(&args)?,
         Command::Chat(args) => chat::run(&args)?,
         Command::Bench(args) => bench::run(&args)?,
+        Command::Serve(args) => sluice_cli::serve::run(&args)?,
         Command::Fetch { model } => {
             let name = model.as_deref().unwrap_or(models::DEFAULT_MODEL);
             let known = models::find(name).with_context(|| {

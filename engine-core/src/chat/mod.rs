@@ -78,7 +78,7 @@ impl From<ChatError> for crate::Error {
 const RAISED: &str = "raise_exception: ";
 
 /// A compiled chat template with the special tokens it may refer to.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ChatTemplate {
     env: Environment<'static>,
     bos_token: String,

@@ -140,6 +140,11 @@ impl<'e, B: Backend> SlotPool<'e, B> {
         self.slots.iter().map(|s| s.session.position()).sum()
     }
 
+    /// Bytes of the KV caches of all slots.
+    pub fn kv_bytes(&self) -> u64 {
+        self.slots.iter().map(|s| s.session.kv_bytes()).sum()
+    }
+
     /// The tokens cached in `slot`.
     pub fn cached_tokens(&self, slot: usize) -> &[u32] {
         self.slots.get(slot).map_or(&[], |s| s.cached.as_slice())

@@ -27,6 +27,10 @@ pub struct BenchArgs {
     /// from the turn before and with a fresh one fed the same history.
     #[arg(long)]
     pub turns: Option<usize>,
+    /// Also measure decode with this many replies stepped together as one batch (as `sluice
+    /// serve --parallel N` runs them): their aggregate tokens/s and its ratio to one reply's.
+    #[arg(long)]
+    pub parallel: Option<usize>,
     /// Include the per-layer timeline of the last passes in the JSON.
     #[arg(long)]
     pub timeline: bool,
@@ -105,6 +109,14 @@ fn run_on<B: CliBackend>(engine: Engine<B>, args: &BenchArgs) -> Result<()> {
         }
         None => None,
     };
+    let batched = match args.parallel {
+        Some(n) => {
+            let (row, kv) = bench_batched(core, args, n)?;
+            kv_peak = kv_peak.max(kv);
+            Some(row)
+        }
+        None => None,
+    };
     let median = |f: fn(&(f64, f64, f64)) -> f64| {
         let mut v: Vec<f64> = runs.iter().map(f).collect();
         v.sort_by(f64::total_cmp);
@@ -140,6 +152,11 @@ fn run_on<B: CliBackend>(engine: Engine<B>, args: &BenchArgs) -> Result<()> {
         "prefetch": prefetch,
         "runs": runs.iter().map(|r| json!({"ttft_s": round(r.0), "prefill_tok_s": round(r.1), "decode_tok_s": round(r.2)})).collect::<Vec<_>>(),
         "turns": turns,
+        "batched": batched.map(|mut b| {
+            let one = median(|r| r.2);
+            b["ratio_to_one"] = json!(round(b["decode_tok_s"].as_f64().unwrap_or(0.0) / one));
+            b
+        }),
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
@@ -199,6 +216,68 @@ fn bench_turns<B: CliBackend>(
         }));
     }
     Ok((json!(rows), kv_peak))
+}
+
+/// `n` replies of `gen_tokens` decoded together in a `SlotPool` after their prompts (distinct,
+/// `prompt_tokens` each) are in: aggregate decode tokens/s over the batched steps.
+fn bench_batched<B: CliBackend>(
+    core: &engine_core::engine::Engine<B>,
+    args: &BenchArgs,
+    n: usize,
+) -> Result<(serde_json::Value, u64)> {
+    use engine_core::engine::{SlotEvent, SlotPool, SlotRequest};
+    let vocab = core.model.vocab_size() as u32;
+    // The prompts go in one per step while the slots already filled decode, so each reply may
+    // run `n` tokens past the measured steps.
+    let context = args.prompt_tokens + args.gen_tokens + n + 1;
+    let mut pool = SlotPool::new(core, n, context)?;
+    let options = GenerateOptions {
+        ignore_eog: true,
+        ..GenerateOptions::greedy(args.gen_tokens + n)
+    };
+    for slot in 0..n {
+        let prompt = bench_tokens(slot, args.prompt_tokens, vocab);
+        let request = SlotRequest {
+            prompt,
+            options: options.clone(),
+            logprobs: None,
+        };
+        pool.start(slot, request)?;
+    }
+    let step = |pool: &mut SlotPool<'_, B>| -> Result<usize> {
+        let events = pollster::block_on(pool.step());
+        let mut tokens = 0;
+        for event in &events {
+            match event {
+                SlotEvent::Failed { error, .. } => anyhow::bail!("batched bench: {error}"),
+                SlotEvent::Token { .. } => tokens += 1,
+                SlotEvent::Done { .. } => {}
+            }
+        }
+        Ok(tokens)
+    };
+    // Until every slot has its first token: prefills.
+    while (0..n).any(|slot| pool.cached_tokens(slot).len() < args.prompt_tokens) {
+        step(&mut pool)?;
+    }
+    let start = Instant::now();
+    let mut tokens = 0;
+    for _ in 0..args.gen_tokens {
+        tokens += step(&mut pool)?;
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let kv = pool.kv_bytes();
+    Ok((
+        json!({
+            "streams": n,
+            "steps": args.gen_tokens,
+            "tokens": tokens,
+            "wall_s": round(wall),
+            "step_ms": round(wall * 1e3 / args.gen_tokens.max(1) as f64),
+            "decode_tok_s": round(tokens as f64 / wall.max(1e-9)),
+        }),
+        kv,
+    ))
 }
 
 /// Where the memory went: the model file, the KV caches, and the peak RSS against the rule a
