@@ -23,6 +23,28 @@ fetch() {
 }
 fetch SLUICE_TEST_MODEL_SMOLLM2 smollm2-135m-instruct-q4_1
 fetch SLUICE_TEST_MODEL_GEMMA3 gemma3-270m-q4_k_m
+# The server suite (native-cli/tests/serve, driven by the serve_api test) talks to `sluice serve`
+# through the official openai client: its pinned packages go into a venv in the user cache, made
+# again whenever requirements.txt changes; once it is there the suite must run, not skip.
+serve_req=native-cli/tests/serve/requirements.txt
+serve_venv="${XDG_CACHE_HOME:-$HOME/.cache}/sluice/serve-venv"
+if ! cmp -s "$serve_req" "$serve_venv/requirements.txt"; then
+  echo "test.sh: installing the server suite's Python packages into $serve_venv"
+  rm -rf "$serve_venv"
+  if python3 -m venv "$serve_venv" >/dev/null 2>&1 &&
+    "$serve_venv/bin/pip" install --quiet --disable-pip-version-check -r "$serve_req" >/dev/null 2>&1; then
+    cp "$serve_req" "$serve_venv/requirements.txt"
+  else
+    echo "test.sh: could not install the server suite's packages: it will say it skips"
+    rm -rf "$serve_venv"
+  fi
+fi
+if [ -e "$serve_venv/requirements.txt" ]; then
+  export SLUICE_PYTHON="$serve_venv/bin/python"
+  if [ -n "${SLUICE_TEST_MODEL_SMOLLM2:-}" ]; then
+    export SLUICE_REQUIRE_SERVE_TESTS="${SLUICE_REQUIRE_SERVE_TESTS:-1}"
+  fi
+fi
 # WebGPU tests run on a real adapter: where none is installed, Debian's lavapipe (a software Vulkan
 # driver) is installed when this runs as root with apt; once a Vulkan driver is present the WebGPU
 # tests must find an adapter (SLUICE_REQUIRE_WEBGPU=1) instead of skipping.
