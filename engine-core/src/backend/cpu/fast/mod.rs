@@ -228,18 +228,34 @@ pub fn gemm_rows(
     let row_bytes = check_pairing(ty, first, OP)?;
     if row_bytes == 0 || !w.len().is_multiple_of(row_bytes) || rows.end > w.len() / row_bytes {
         // k = 0 or a shape gemv_rows explains: one row of activations at a time.
-        let mut one = vec![0f32; rows.len()];
-        for (j, xq) in xs.iter().enumerate() {
-            gemv_rows(ty, w, k, xq, rows.clone(), &mut one)?;
-            for (i, v) in one.iter().enumerate() {
-                out[i * nx + j] = *v;
+        let mut result = Ok(());
+        per_activation(xs, out, |xq, one| {
+            if result.is_ok() {
+                result = gemv_rows(ty, w, k, xq, rows.clone(), one);
             }
-        }
-        return Ok(());
+        });
+        return result;
     }
     let w = &w[rows.start * row_bytes..rows.end * row_bytes];
     kernels(ty).gemm(w, row_bytes, xs, out);
     Ok(())
+}
+
+/// `gemm`'s layout from one activation row at a time: `one(xs[j], column)` fills a column of
+/// `out.len() / xs.len()` values, which lands at `out[r · xs.len() + j]`.
+fn per_activation(
+    xs: &[&QuantizedActivations],
+    out: &mut [f32],
+    mut one: impl FnMut(&QuantizedActivations, &mut [f32]),
+) {
+    let nx = xs.len().max(1);
+    let mut column = vec![0f32; out.len() / nx];
+    for (j, xq) in xs.iter().enumerate() {
+        one(xq, &mut column);
+        for (r, v) in column.iter().enumerate() {
+            out[r * nx + j] = *v;
+        }
+    }
 }
 
 /// Checks that `ty` has a kernel and `xq` has its activation layout; returns the bytes of one row.
@@ -306,16 +322,7 @@ impl Kernels {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as in `gemv`.
             Isa::Avx2 => unsafe { x86::gemm(self.ty, w, row_bytes, xs, out) },
-            _ => {
-                let rows = out.len() / xs.len().max(1);
-                let mut one = vec![0f32; rows];
-                for (j, xq) in xs.iter().enumerate() {
-                    self.gemv(w, row_bytes, xq, &mut one);
-                    for (r, v) in one.iter().enumerate() {
-                        out[r * xs.len() + j] = *v;
-                    }
-                }
-            }
+            _ => per_activation(xs, out, |xq, one| self.gemv(w, row_bytes, xq, one)),
         }
     }
 

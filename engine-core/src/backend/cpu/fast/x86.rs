@@ -78,17 +78,8 @@ pub(super) fn gemm(
         Q4_0 => gemm_legacy::<18, false, true>(w, row_bytes, xs, out, |b| values_q4_0(b)),
         Q4_1 => gemm_legacy::<20, true, false>(w, row_bytes, xs, out, |b| nibbles(&b[4..])),
         Q5_0 => gemm_legacy::<22, false, true>(w, row_bytes, xs, out, |b| values_q5_0(b)),
-        _ => {
-            // K-quants: one activation row at a time.
-            let rows = out.len() / xs.len().max(1);
-            let mut one = vec![0f32; rows];
-            for (j, xq) in xs.iter().enumerate() {
-                gemv(ty, w, row_bytes, xq, &mut one);
-                for (r, v) in one.iter().enumerate() {
-                    out[r * xs.len() + j] = *v;
-                }
-            }
-        }
+        // K-quants: one activation row at a time (the closure inherits this function's features).
+        _ => super::per_activation(xs, out, |xq, one| gemv(ty, w, row_bytes, xq, one)),
     }
 }
 
