@@ -440,7 +440,7 @@ mod tests {
 
     #[test]
     fn wrong_types_name_their_field_and_ranges_are_checked() {
-        let e = parse::<ChatRequest>(br#"{"messages": [], "temperature": "hot"}"#).unwrap_err();
+        let e = parse::<Sampling>(br#"{"messages": [], "temperature": "hot"}"#).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("temperature"));
         let e =
             parse::<ChatRequest>(br#"{"messages": [{"role": "user", "content": 5}]}"#).unwrap_err();
