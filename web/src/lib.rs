@@ -34,6 +34,8 @@ mod vec_stream;
 pub use engine::Engine;
 #[cfg(target_family = "wasm")]
 pub use gpu::{adapter_name, webgpu};
+#[cfg(target_family = "wasm")]
+pub use run::yield_to_event_loop;
 
 pub use backend_webgpu;
 pub use engine_core;

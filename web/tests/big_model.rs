@@ -79,6 +79,9 @@ async fn run<B: Backend>(
         .forward(backend, &mut session, &PROMPT, Logits::All)
         .await
         .expect("prompt pass");
+    // Without a real await the CPU's passes run as one synchronous block: the page must answer
+    // the test driver (chromedriver gives up on a renderer silent for 30 s).
+    sluice_web::yield_to_event_loop().await;
     let mut fed = Vec::new();
     for i in 0..STEPS {
         let token = match forced {
@@ -91,6 +94,7 @@ async fn run<B: Backend>(
             .await
             .expect("decode pass");
         logits.extend(row);
+        sluice_web::yield_to_event_loop().await;
     }
     (logits, fed)
 }
@@ -141,6 +145,7 @@ async fn model_over_4_gib_streams_through_a_1_gib_webgpu_budget_and_matches_the_
         .expect("wasm64 memory for the model");
     let bytes = synth::write(&cfg, bytes, 1, |_, _| {}).expect("synth model");
     let file_len = bytes.len() as u64;
+    sluice_web::yield_to_event_loop().await;
     console_log!(
         "synth: {:.2} GiB in {:.1} s",
         file_len as f64 / GIB as f64,
