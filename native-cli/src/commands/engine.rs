@@ -34,7 +34,7 @@ pub struct EngineArgs {
     /// Positions the KV cache holds (capped at the model's context length).
     #[arg(long, default_value_t = 4096)]
     pub ctx: usize,
-    /// Matrix product path: `precise` (8-bit activations plus an 8-bit residual pass, SIMD; within
+    /// Matrix product path: `precise` (16-bit integer activations, one SIMD pass; within
     /// 0.01 of exact) or `exact` (f32, the reference; slow).
     #[arg(long, value_enum, default_value_t = PathArg::Precise)]
     pub matmul: PathArg,

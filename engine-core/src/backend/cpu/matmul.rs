@@ -1,7 +1,7 @@
 //! Matrix product `out[m][n] = x[m][k] · w[n][k] (+ bias[n])`. Exact path: weight rows are
 //! dequantized to `f32` and dotted with the activations in `f32`. Precise path: activations are
-//! quantized to 8 bits once per token, and what that leaves to 8 bits again; both are dotted with
-//! the quantized rows by the `fast` kernels (types without one take the exact path).
+//! quantized to 16-bit blocks once per token and dotted with the quantized rows by the `fast`
+//! kernels (types without one take the exact path).
 
 use super::fast;
 use super::threads::Pool;
@@ -144,21 +144,16 @@ fn scatter_to_token_rows(out_t: &[f32], out: &mut [f32], m: usize, n: usize) {
     }
 }
 
-/// The fast paths. Each token's activations are quantized to 8 bits; on the precise path what that
-/// leaves over (the residual) is quantized too and both kernel dot products are summed, which
-/// carries about 16-bit activation precision (8 bits alone drift by up to 2.5 in SmolLM2's logits
-/// over 30 layers). Tasks take ranges of weight rows and run every pass of every token over a tile
-/// of rows while it is in cache, so the weights stream from memory once.
+/// The precise path: each token's activations are quantized once to 16-bit blocks (`fast`), about
+/// the precision of f32 dot products of these lengths (8 bits alone drift by up to 2.5 in
+/// SmolLM2's logits over 30 layers). Tasks take ranges of weight rows and run every token over a
+/// tile of rows while it is in cache, so the weights stream from memory once.
 fn matmul_precise(pool: &Pool, w: &CpuWeight, x: &[f32], out: &mut [f32], m: usize) -> Result<()> {
     let (ty, k, n) = (w.ggml_type(), w.row_len(), w.rows());
     let xq = x
         .chunks_exact(k)
         .take(m)
-        .map(|row| {
-            let coarse = fast::quantize_activations(ty, row)?;
-            let fine = fast::quantize_activations(ty, &coarse.residual(row))?;
-            Ok((coarse, fine))
-        })
+        .map(|row| fast::quantize_activations(ty, row))
         .collect::<Result<Vec<_>>>()?;
     // Tasks own rows; results go to a row-major `[n][m]` scratch (for m = 1, `out` itself).
     let mut out_t = if m == 1 {
@@ -168,27 +163,22 @@ fn matmul_precise(pool: &Pool, w: &CpuWeight, x: &[f32], out: &mut [f32], m: usi
     };
     let target: &mut [f32] = if m == 1 { out } else { &mut out_t };
     let per_task = pool.chunk_items(n, if m == 1 { MIN_GEMV_ROWS } else { TILE_ROWS });
-    // Up to this many tokens' two activation rows share each unpacked weight block.
-    let per_call = fast::GEMM_MAX_X / 2;
-    let calls: Vec<Vec<_>> = xq
-        .chunks(per_call)
-        .map(|tokens| tokens.iter().flat_map(|(c, f)| [c, f]).collect())
-        .collect();
+    // Up to this many tokens share each unpacked weight block.
+    let per_call = fast::GEMM_MAX_X;
+    let calls: Vec<Vec<_>> = xq.chunks(per_call).map(|t| t.iter().collect()).collect();
     pool.try_chunks_mut(target, per_task * m, |ci, chunk| {
         let row0 = ci * per_task;
         let rows = chunk.len() / m;
-        let mut both = vec![0f32; TILE_ROWS * 2 * per_call.min(m)];
+        let mut tile = vec![0f32; TILE_ROWS * per_call.min(m)];
         for t0 in (0..rows).step_by(TILE_ROWS) {
             let tn = TILE_ROWS.min(rows - t0);
             let r = row0 + t0;
             for (c, xs) in calls.iter().enumerate() {
                 let nx = xs.len();
-                fast::gemm_rows(ty, w.bytes(), k, xs, r..r + tn, &mut both[..tn * nx])?;
+                fast::gemm_rows(ty, w.bytes(), k, xs, r..r + tn, &mut tile[..tn * nx])?;
                 for i in 0..tn {
-                    for t in 0..nx / 2 {
-                        let (a, b) = (both[i * nx + 2 * t], both[i * nx + 2 * t + 1]);
-                        chunk[(t0 + i) * m + c * per_call + t] = a + b;
-                    }
+                    let dst = (t0 + i) * m + c * per_call;
+                    chunk[dst..dst + nx].copy_from_slice(&tile[i * nx..(i + 1) * nx]);
                 }
             }
         }
@@ -419,7 +409,7 @@ mod tests {
         }
     }
 
-    /// The precise path's glue (token loop, two passes, row ranges, transposition, bias) against
+    /// The precise path's glue (token loop, row ranges, transposition, bias) against
     /// the kernel's own per-row dot products: the same arithmetic, so bit-identical.
     #[test]
     fn precise_path_equals_the_kernel_row_by_row() {
@@ -459,12 +449,8 @@ mod tests {
                     for j in 0..m {
                         let row_x = &x[j * k..(j + 1) * k];
                         let xq = fast::quantize_activations(ty, row_x).expect("xq");
-                        let fine =
-                            fast::quantize_activations(ty, &xq.residual(row_x)).expect("fine");
                         for (row, b) in bias_v.iter().enumerate() {
-                            let coarse = fast::dot(ty, w.row(row), &xq).expect("dot");
-                            let want =
-                                (coarse + fast::dot(ty, w.row(row), &fine).expect("dot")) + b;
+                            let want = fast::dot(ty, w.row(row), &xq).expect("dot") + b;
                             assert_eq!(
                                 out.as_slice()[j * n + row],
                                 want,

@@ -130,9 +130,8 @@ pub enum MatmulPath {
     /// Dequantize weight rows to `f32` and accumulate in `f32`: the reference.
     #[default]
     Exact,
-    /// Activations quantized to 8 bits per block, plus a second 8-bit pass over the residual
-    /// (about 16-bit activation precision), with integer SIMD dot products (`fast`) for the types
-    /// it supports; the others take the exact path.
+    /// Activations quantized to 16-bit integer blocks, with integer SIMD dot products (`fast`)
+    /// for the types it supports; the others take the exact path.
     Precise,
 }
 

@@ -1,6 +1,6 @@
-//! Quantization of an f32 activation row to int8 blocks with an f32 scale per block.
+//! Quantization of an f32 activation row to 16-bit integer blocks with an f32 scale per block.
 
-use super::{QuantizedActivations, PAD, SUM_BLOCK};
+use super::{QuantizedActivations, PAD, QMAX, SUM_BLOCK};
 use crate::quant::GgmlType;
 
 /// Adding and subtracting 1.5·2²³ rounds an f32 of magnitude below 2²² to the nearest integer
@@ -21,12 +21,12 @@ fn abs_max(src: &[f32]) -> f32 {
 }
 
 /// Quantizes `x` (a whole number of `block`s, checked by the caller) in blocks of `block` values:
-/// `d = amax/127`, `q = round(x·127/amax)` in [-127, 127] (a zero block gets d = 0 and q = 0).
+/// `d = amax/QMAX`, `q = round(x·QMAX/amax)` in [-QMAX, QMAX] (a zero block gets d = 0 and q = 0).
 ///
-/// Keeping q ≥ -127 lets the AVX2 kernels move signs between operands without overflow.
+/// Keeping q ≥ -QMAX (never -32768) bounds every i16 product sum the kernels form.
 pub(super) fn quantize(ty: GgmlType, block: usize, x: &[f32]) -> QuantizedActivations {
     let padded = x.len().div_ceil(PAD) * PAD;
-    let mut qs = vec![0i8; padded];
+    let mut qs = vec![0i16; padded];
     let mut d = vec![0.0; padded / block];
     for ((src, dst), scale_out) in x
         .chunks_exact(block)
@@ -34,19 +34,19 @@ pub(super) fn quantize(ty: GgmlType, block: usize, x: &[f32]) -> QuantizedActiva
         .zip(d.iter_mut())
     {
         let amax = abs_max(src);
-        let scale = amax / 127.0;
-        let inv = if amax > 0.0 { 127.0 / amax } else { 0.0 };
+        let scale = amax / QMAX;
+        let inv = if amax > 0.0 { QMAX / amax } else { 0.0 };
         for (q, &v) in dst.iter_mut().zip(src) {
-            // |v·inv| ≤ 127 (+ rounding) for finite blocks; the clamp bounds what non-finite
+            // |v·inv| ≤ QMAX (+ rounding) for finite blocks; the clamp bounds what non-finite
             // inputs give (NaN stays NaN, which `as` turns into 0).
-            let r = ((v * inv + ROUND_MAGIC) - ROUND_MAGIC).clamp(-127.0, 127.0);
-            *q = r as i8;
+            let r = ((v * inv + ROUND_MAGIC) - ROUND_MAGIC).clamp(-QMAX, QMAX);
+            *q = r as i16;
         }
         *scale_out = scale;
     }
     let sums = qs
         .chunks_exact(SUM_BLOCK)
-        .map(|c| c.iter().map(|&q| i16::from(q)).sum())
+        .map(|c| c.iter().map(|&q| i32::from(q)).sum())
         .collect();
     QuantizedActivations {
         ty,

@@ -1,7 +1,8 @@
 //! Portable kernels: the reference every SIMD path must match bit for bit, and the path used on
 //! CPUs without AVX2 and on wasm32.
 //!
-//! Each weight block's integer dot product with the activation block is exact (i32). The f32 part
+//! Each weight block's integer dot product with the i16 activation block is exact (i32 for 32-value
+//! blocks, at most 32·128·32767 in magnitude; i64 for K-quant super-blocks). The f32 part
 //! is shared with the SIMD paths through `Lanes` and `q4_k_term`/`q6_k_term`, so the rounding is
 //! the same everywhere.
 
@@ -30,8 +31,8 @@ impl Lanes {
 
     /// Adds `mw·(dx·s)` for block `b`: a weight min times the activation block's sum.
     #[inline(always)]
-    pub(super) fn add_min(&mut self, b: usize, mw: f32, dx: f32, s: i16) {
-        self.0[b % 8] += mw * (dx * f32::from(s));
+    pub(super) fn add_min(&mut self, b: usize, mw: f32, dx: f32, s: i32) {
+        self.0[b % 8] += mw * (dx * s as f32);
     }
 
     /// The lanes summed in a fixed order.
@@ -44,14 +45,14 @@ impl Lanes {
 
 /// One Q4_K super-block's contribution: `dx·(d·Σ sc·(q·x)) − dx·(dmin·Σ m·Σx)` from the integer sums.
 #[inline(always)]
-pub(super) fn q4_k_term(dx: f32, d: f32, dmin: f32, isc: i32, imin: i32) -> f32 {
-    (dx * d) * isc as f32 - (dx * dmin) * imin as f32
+pub(super) fn q4_k_term(dx: f32, d: f32, dmin: f32, isc: i64, imin: i64) -> f32 {
+    (dx * d) * (isc as f32) - (dx * dmin) * (imin as f32)
 }
 
 /// One Q6_K super-block's contribution: `dx·d·Σ sc·((q − 32)·x)` from the integer sum.
 #[inline(always)]
-pub(super) fn q6_k_term(dx: f32, d: f32, isc: i32) -> f32 {
-    (dx * d) * isc as f32
+pub(super) fn q6_k_term(dx: f32, d: f32, isc: i64) -> f32 {
+    (dx * d) * (isc as f32)
 }
 
 /// The 6-bit scale and min of sub-block `j` (0..8) from the 12 packed bytes of Q4_K: bytes 0..4
@@ -71,7 +72,7 @@ pub(super) fn q4_k_scale_min(s: &[u8], j: usize) -> (u8, u8) {
 
 /// Σ q·x over a Q8_0 block (f16 d, 32 signed bytes).
 #[inline(always)]
-pub(super) fn int_q8_0(w: &[u8; 34], x: &[i8; QK]) -> i32 {
+pub(super) fn int_q8_0(w: &[u8; 34], x: &[i16; QK]) -> i32 {
     w[2..]
         .iter()
         .zip(x)
@@ -81,7 +82,7 @@ pub(super) fn int_q8_0(w: &[u8; 34], x: &[i8; QK]) -> i32 {
 
 /// Σ (q − off)·x over 16 nibble bytes: value i is the low nibble of byte i, value i + 16 the high one.
 #[inline(always)]
-fn int_nibbles(nib: &[u8], x: &[i8; QK], off: i32) -> i32 {
+fn int_nibbles(nib: &[u8], x: &[i16; QK], off: i32) -> i32 {
     let (x_lo, x_hi) = x.split_at(QK / 2);
     nib.iter()
         .zip(x_lo.iter().zip(x_hi))
@@ -93,19 +94,19 @@ fn int_nibbles(nib: &[u8], x: &[i8; QK], off: i32) -> i32 {
 
 /// Σ (q − 8)·x over a Q4_0 block (f16 d, 16 nibble bytes).
 #[inline(always)]
-pub(super) fn int_q4_0(w: &[u8; 18], x: &[i8; QK]) -> i32 {
+pub(super) fn int_q4_0(w: &[u8; 18], x: &[i16; QK]) -> i32 {
     int_nibbles(&w[2..], x, 8)
 }
 
 /// Σ q·x over a Q4_1 block (f16 d, f16 m, 16 nibble bytes).
 #[inline(always)]
-pub(super) fn int_q4_1(w: &[u8; 20], x: &[i8; QK]) -> i32 {
+pub(super) fn int_q4_1(w: &[u8; 20], x: &[i16; QK]) -> i32 {
     int_nibbles(&w[4..], x, 0)
 }
 
 /// Σ (q − 16)·x over a Q5_0 block (f16 d, 32 high bits — bit i for value i — 16 nibble bytes).
 #[inline(always)]
-pub(super) fn int_q5_0(w: &[u8; 22], x: &[i8; QK]) -> i32 {
+pub(super) fn int_q5_0(w: &[u8; 22], x: &[i16; QK]) -> i32 {
     let qh = u32::from_le_bytes([w[2], w[3], w[4], w[5]]);
     let (x_lo, x_hi) = x.split_at(QK / 2);
     w[6..]
@@ -123,9 +124,9 @@ pub(super) fn int_q5_0(w: &[u8; 22], x: &[i8; QK]) -> i32 {
 /// The exact integer sums of a Q4_K super-block: `(Σ_j sc_j·Σ q·x, Σ_j m_j·Σ x)` over its eight
 /// 32-value sub-blocks. `sums` are the activation sums of the same eight sub-blocks.
 #[inline(always)]
-pub(super) fn int_q4_k(w: &[u8; 144], x: &[i8; 256], sums: &[i16]) -> (i32, i32) {
+pub(super) fn int_q4_k(w: &[u8; 144], x: &[i16; 256], sums: &[i32]) -> (i64, i64) {
     let (scales, qs) = (&w[4..16], &w[16..]);
-    let (mut isc, mut imin) = (0i32, 0i32);
+    let (mut isc, mut imin) = (0i64, 0i64);
     for j in 0..8 {
         let (sc, m) = q4_k_scale_min(scales, j);
         let bytes = &qs[32 * (j / 2)..32 * (j / 2) + 32];
@@ -136,8 +137,8 @@ pub(super) fn int_q4_k(w: &[u8; 144], x: &[i8; 256], sums: &[i16]) -> (i32, i32)
             .zip(xs)
             .map(|(&b, &x)| i32::from((b >> shift) & 0x0F) * i32::from(x))
             .sum();
-        isc += i32::from(sc) * dot;
-        imin += i32::from(m) * i32::from(sums[j]);
+        isc += i64::from(sc) * i64::from(dot);
+        imin += i64::from(m) * i64::from(sums[j]);
     }
     (isc, imin)
 }
@@ -146,10 +147,10 @@ pub(super) fn int_q4_k(w: &[u8; 144], x: &[i8; 256], sums: &[i16]) -> (i32, i32)
 /// sub-blocks. In half `h`, value 32·s + l takes nibble s/2 of ql[64h + 32(s%2) + l] and bits
 /// 2s..2s+2 of qh[32h + l].
 #[inline(always)]
-pub(super) fn int_q6_k(w: &[u8; 210], x: &[i8; 256]) -> i32 {
+pub(super) fn int_q6_k(w: &[u8; 210], x: &[i16; 256]) -> i64 {
     let (ql, rest) = w.split_at(128);
     let (qh, scales) = rest.split_at(64);
-    let mut isc = 0i32;
+    let mut isc = 0i64;
     for h in 0..2 {
         for s in 0..4 {
             let lo = &ql[64 * h + 32 * (s % 2)..][..32];
@@ -162,7 +163,7 @@ pub(super) fn int_q6_k(w: &[u8; 210], x: &[i8; 256]) -> i32 {
                         (i32::from(q) - 32) * i32::from(xs[l])
                     })
                     .sum();
-                isc += i32::from(scales[8 * h + 2 * s + part] as i8) * dot;
+                isc += i64::from(scales[8 * h + 2 * s + part] as i8) * i64::from(dot);
             }
         }
     }
@@ -196,7 +197,7 @@ pub(super) fn gemv(
 fn dot_symmetric<const TS: usize>(
     row: &[u8],
     xq: &QuantizedActivations,
-    int: impl Fn(&[u8; TS], &[i8; QK]) -> i32,
+    int: impl Fn(&[u8; TS], &[i16; QK]) -> i32,
 ) -> f32 {
     let (blocks, _) = row.as_chunks::<TS>();
     let (xs, _) = xq.qs.as_chunks::<QK>();

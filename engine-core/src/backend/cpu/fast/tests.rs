@@ -1,10 +1,10 @@
 //! Accuracy against an f64 reference, scalar/AVX2 identity, typed errors, and a timing benchmark.
 //!
 //! ## The error bound
-//! The kernels compute `Σ_j w_j·xq_j` with `xq_j = d·round(x_j/d)` and `d = amax_b/127` (amax over
+//! The kernels compute `Σ_j w_j·xq_j` with `xq_j = d·round(x_j/d)` and `d = amax_b/32767` (amax over
 //! x's activation block b containing j). Rounding moves each value by at most half a step, so
-//! `|Σ w_j·xq_j − Σ w_j·x_j| ≤ 0.5·Σ_j |w_j|·amax_b(j)/127`, i.e. c = 0.5 in
-//! `|err| ≤ c·Σ_j |w_j|·amax_b(j)/127`. On top come f32 roundings: scale products, weight
+//! `|Σ w_j·xq_j − Σ w_j·x_j| ≤ 0.5·Σ_j |w_j|·amax_b(j)/32767`, i.e. c = 0.5 in
+//! `|err| ≤ c·Σ_j |w_j|·amax_b(j)/32767`. On top come f32 roundings: scale products, weight
 //! dequantization and the accumulation over blocks, each a few ε relative to the block terms
 //! `|d_w·q_j|·|xq_j|` and `|m|·|xq_j|`, both at most 2·wmax·amax where wmax is the largest |w| of
 //! the weight's 32-value block. Hence the slack `(nb + 32)·3ε·Σ_j wmax(j)·amax_b(j)` (nb blocks).
@@ -133,7 +133,7 @@ fn reference(ty: GgmlType, row: &[u8], x: &[f32]) -> Reference {
         let (wj, xj, a) = (wj as f64, xj as f64, amax[j / act_block]);
         exact += wj * xj;
         magnitude += (wj * xj).abs();
-        half_steps += wj.abs() * a / 127.0;
+        half_steps += wj.abs() * a / f64::from(QMAX);
         slack += wmax[j / 32] * a;
     }
     Reference {
@@ -223,7 +223,7 @@ fn avx2_path_is_bit_identical_to_scalar_on_arbitrary_blocks() {
                 let w = raw_weights(&mut rng, ty, n, k);
                 let mut x = random_x(&mut rng, k);
                 if trial == 2 {
-                    // Blocks hitting ±127 everywhere, the extreme for the i16 pair sums.
+                    // Blocks hitting ±32767 everywhere, the extreme for the i32 lane sums.
                     x.iter_mut()
                         .for_each(|v| *v = if rng.unit() < 0.5 { -1.0 } else { 1.0 });
                 }
@@ -242,7 +242,7 @@ fn avx2_path_is_bit_identical_to_scalar_on_arbitrary_blocks() {
 
 #[test]
 fn q8_0_bytes_of_minus_128_are_exact() {
-    // All weights -128 and activations ±127: the largest integer sums the kernels can meet.
+    // All weights -128 and activations ±32767: the largest integer sums the kernels can meet.
     let k = 96;
     let mut w = Vec::new();
     for _ in 0..k / 32 {
@@ -250,7 +250,7 @@ fn q8_0_bytes_of_minus_128_are_exact() {
         w.extend_from_slice(&[0x80; 32]);
     }
     let x: Vec<f32> = (0..k)
-        .map(|i| if i % 3 == 0 { -127.0 } else { 127.0 })
+        .map(|i| if i % 3 == 0 { -32767.0 } else { 32767.0 })
         .collect();
     let xq = quantize_activations(GgmlType::Q8_0, &x).unwrap();
     let want: f64 = x.iter().map(|&v| -128.0 * v as f64).sum();
