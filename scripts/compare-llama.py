@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import statistics
+import signal
 import subprocess
 import sys
 
@@ -30,7 +31,12 @@ def run_json(cmd):
     """Runs `cmd`, returns its stdout parsed as JSON; on failure says what ran and what it said."""
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        sys.exit(f"compare-llama: {' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+        hint = ""
+        if proc.returncode == -signal.SIGILL:
+            hint = ("\nSIGILL: this build uses instructions the machine cannot run (ggml's AMX kernels "
+                    "fault on some VMs); rebuild with LLAMA_NO_AMX=1 LLAMA_REBUILD=1 "
+                    "bash scripts/build-llama-bench.sh")
+        sys.exit(f"compare-llama: {' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}{hint}")
     try:
         return json.loads(proc.stdout)
     except json.JSONDecodeError as e:

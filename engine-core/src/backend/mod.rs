@@ -98,6 +98,15 @@ pub struct RowsParams {
     pub cols: usize,
 }
 
+/// One of several matmuls over the same input (`Backend::matmuls`): `out = x · wᵀ (+ bias)`, with
+/// `n` outputs per token.
+pub struct MatmulOut<'a, W, B: ?Sized> {
+    pub w: &'a W,
+    pub bias: Option<&'a W>,
+    pub out: &'a mut B,
+    pub n: usize,
+}
+
 /// The kernels an LLM forward pass needs, on some device.
 pub trait Backend {
     /// `f32` activations on the device.
@@ -137,6 +146,20 @@ pub trait Backend {
         out: &mut Self::Buffer,
         shape: MatmulShape,
     ) -> Result<()>;
+    /// Several matmuls of one input `x` (`m` tokens of `k` values), such as Q, K and V: a backend
+    /// may prepare the input once and dispatch them as one job. Each result equals `matmul`'s.
+    fn matmuls(
+        &self,
+        x: &Self::Buffer,
+        m: usize,
+        k: usize,
+        outs: &mut [MatmulOut<'_, Self::Weight, Self::Buffer>],
+    ) -> Result<()> {
+        for o in outs {
+            self.matmul(o.w, o.bias, x, o.out, MatmulShape { m, n: o.n, k })?;
+        }
+        Ok(())
+    }
     /// Dequantizes a whole weight into `out`.
     fn dequant(&self, w: &Self::Weight, out: &mut Self::Buffer) -> Result<()>;
     /// Gathers rows `ids` of an embedding table (dequantized) into `out`.

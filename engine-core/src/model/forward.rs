@@ -5,7 +5,8 @@ use super::plan::{ATTN_NORM, FFN_NORM, WK, WO, WQ, WV, W_DOWN, W_GATE, W_UP};
 use super::session::Scratch;
 use super::{Logits, Model, Session};
 use crate::backend::{
-    AttentionParams, Backend, CopyRowsParams, MatmulShape, RmsNormParams, RopeParams, RowsParams,
+    AttentionParams, Backend, CopyRowsParams, MatmulOut, MatmulShape, RmsNormParams, RopeParams,
+    RowsParams,
 };
 use crate::{Error, Result};
 
@@ -210,16 +211,22 @@ impl<B: Backend> Model<B> {
             let w = weights.acquire(layer + 1)?;
             let bias = |i: usize| layout.biases[i].map(|p| w.get(p)).transpose();
             backend.rms_norm(&s.x, w.get(ATTN_NORM)?, &mut s.h, norm)?;
-            backend.matmul(w.get(WQ)?, bias(0)?, &s.h, &mut s.q, shape(q_dim, dim))?;
-            backend.matmul(w.get(WK)?, bias(1)?, &s.h, &mut s.k, shape(kv_dim, dim))?;
-            backend.matmul(w.get(WV)?, bias(2)?, &s.h, &mut s.v, shape(kv_dim, dim))?;
+            let qkv = &mut [
+                matmul_out(w.get(WQ)?, bias(0)?, &mut s.q, q_dim),
+                matmul_out(w.get(WK)?, bias(1)?, &mut s.k, kv_dim),
+                matmul_out(w.get(WV)?, bias(2)?, &mut s.v, kv_dim),
+            ];
+            backend.matmuls(&s.h, m, dim, qkv)?;
             attend(layer, s)?;
             backend.matmul(w.get(WO)?, None, &s.att, &mut s.o, shape(dim, q_dim))?;
             backend.add(&mut s.x, &s.o, m * dim)?;
 
             backend.rms_norm(&s.x, w.get(FFN_NORM)?, &mut s.h, norm)?;
-            backend.matmul(w.get(W_GATE)?, None, &s.h, &mut s.gate, shape(ffn, dim))?;
-            backend.matmul(w.get(W_UP)?, None, &s.h, &mut s.up, shape(ffn, dim))?;
+            let gate_up = &mut [
+                matmul_out(w.get(W_GATE)?, None, &mut s.gate, ffn),
+                matmul_out(w.get(W_UP)?, None, &mut s.up, ffn),
+            ];
+            backend.matmuls(&s.h, m, dim, gate_up)?;
             backend.silu_mul(&s.gate, &s.up, &mut s.act, m * ffn)?;
             backend.matmul(w.get(W_DOWN)?, None, &s.act, &mut s.o, shape(dim, ffn))?;
             backend.add(&mut s.x, &s.o, m * dim)?;
@@ -278,4 +285,14 @@ pub(super) fn check_room<B: Backend>(session: &Session<B>, m: usize) -> Result<u
         });
     }
     Ok(needed)
+}
+
+/// A `Backend::matmuls` entry.
+fn matmul_out<'a, W, B>(
+    w: &'a W,
+    bias: Option<&'a W>,
+    out: &'a mut B,
+    n: usize,
+) -> MatmulOut<'a, W, B> {
+    MatmulOut { w, bias, out, n }
 }

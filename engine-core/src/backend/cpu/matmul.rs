@@ -5,8 +5,8 @@
 
 use super::fast;
 use super::threads::Pool;
-use super::{check_dequantizable, CpuWeight, MatmulPath, MatmulSizes};
-use crate::backend::{MatmulShape, WeightLayout};
+use super::{check_dequantizable, CpuWeight, MatmulPath};
+use crate::backend::{MatmulOut, MatmulShape, WeightLayout};
 use crate::quant::{dequantize, dequantize_to_vec};
 use crate::Result;
 
@@ -52,44 +52,108 @@ pub(crate) fn matmul(
     out: &mut [f32],
     shape: MatmulShape,
 ) -> Result<()> {
+    let mut one = [MatmulOut {
+        w,
+        bias,
+        out,
+        n: shape.n,
+    }];
+    matmuls(path, pool, x, shape.m, shape.k, &mut one)
+}
+
+/// Several matmuls of the same input (Q, K and V; gate and up). On the precise path, when the
+/// weights pair with the same activation blocks, the input is quantized once and all their rows
+/// run as one pool job; results are bit-identical to separate `matmul` calls either way.
+pub(crate) fn matmuls(
+    path: MatmulPath,
+    pool: &Pool,
+    x: &[f32],
+    m: usize,
+    k: usize,
+    outs: &mut [MatmulOut<'_, CpuWeight, [f32]>],
+) -> Result<()> {
+    let mut biases = Vec::with_capacity(outs.len());
+    for o in outs.iter() {
+        biases.push(checked(
+            o.w,
+            o.bias,
+            x.len(),
+            o.out.len(),
+            MatmulShape { m, n: o.n, k },
+        )?);
+    }
+    let x = &x[..m * k];
+    let block = |o: &MatmulOut<'_, CpuWeight, [f32]>| fast::activation_block(o.w.ggml_type());
+    let fused = path == MatmulPath::Precise
+        && k > 0
+        && m > 0
+        && outs
+            .first()
+            .and_then(block)
+            .is_some_and(|b| outs.iter().all(|o| block(o) == Some(b)));
+    if fused {
+        let mut jobs: Vec<PreciseJob<'_>> = outs
+            .iter_mut()
+            .map(|o| PreciseJob {
+                w: o.w,
+                out: &mut o.out[..m * o.n],
+            })
+            .collect();
+        matmul_precise(pool, &mut jobs, x, m)?;
+    } else {
+        for o in outs.iter_mut() {
+            let out = &mut o.out[..m * o.n];
+            if out.is_empty() {
+                continue;
+            }
+            if k == 0 {
+                // An empty sum: zeros (plus the bias).
+                out.fill(0.0);
+            } else if path == MatmulPath::Precise && fast::supports(o.w.ggml_type()) {
+                let mut job = [PreciseJob { w: o.w, out }];
+                matmul_precise(pool, &mut job, x, m)?;
+            } else if m == 1 {
+                gemv(pool, o.w, x, out)?;
+            } else {
+                gemm(pool, o.w, x, out, m)?;
+            }
+        }
+    }
+    for (o, bias) in outs.iter_mut().zip(biases) {
+        if let Some(bias) = bias {
+            for row in o.out[..m * o.n].chunks_exact_mut(o.n) {
+                for (v, b) in row.iter_mut().zip(&bias) {
+                    *v += b;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks one matmul's shapes and returns its bias, dequantized.
+fn checked(
+    w: &CpuWeight,
+    bias: Option<&CpuWeight>,
+    x_len: usize,
+    out_len: usize,
+    shape: MatmulShape,
+) -> Result<Option<Vec<f32>>> {
     const OP: &str = "matmul";
-    let MatmulShape { m, n, k } = shape;
     check_dequantizable(OP, w)?;
     let layout = WeightLayout {
         row_len: w.row_len(),
         rows: w.rows(),
     };
     let bias_values = bias.map(|b| b.elements());
-    let MatmulSizes { mk, mn } = shape.check(layout, w.dims(), bias_values, x.len(), out.len())?;
-    let bias = match bias {
+    shape.check(layout, w.dims(), bias_values, x_len, out_len)?;
+    match bias {
         Some(b) => {
             check_dequantizable(OP, b)?;
-            Some(dequantize_to_vec(b.ggml_type(), b.bytes())?)
+            Ok(Some(dequantize_to_vec(b.ggml_type(), b.bytes())?))
         }
-        None => None,
-    };
-    if mn == 0 {
-        return Ok(());
+        None => Ok(None),
     }
-    let (x, out) = (&x[..mk], &mut out[..mn]);
-    if k == 0 {
-        // An empty sum: zeros (plus the bias).
-        out.fill(0.0);
-    } else if path == MatmulPath::Precise && fast::supports(w.ggml_type()) {
-        matmul_precise(pool, w, x, out, m)?;
-    } else if m == 1 {
-        gemv(pool, w, x, out)?;
-    } else {
-        gemm(pool, w, x, out, m)?;
-    }
-    if let Some(bias) = bias {
-        for row in out.chunks_exact_mut(n) {
-            for (o, b) in row.iter_mut().zip(&bias) {
-                *o += b;
-            }
-        }
-    }
-    Ok(())
 }
 
 /// One token: each task dequantizes its rows one at a time into a `k`-value scratch.
@@ -144,48 +208,89 @@ fn scatter_to_token_rows(out_t: &[f32], out: &mut [f32], m: usize, n: usize) {
     }
 }
 
+/// One weight of a precise-path job and its `[m][n]` result.
+struct PreciseJob<'a> {
+    w: &'a CpuWeight,
+    out: &'a mut [f32],
+}
+
+/// A pool task: rows `row0..` of `w`, written to `out` (`[rows][m]` when `m > 1`).
+struct RowTask<'a> {
+    w: &'a CpuWeight,
+    row0: usize,
+    out: &'a mut [f32],
+}
+
 /// The precise path: each token's activations are quantized once to 16-bit blocks (`fast`), about
 /// the precision of f32 dot products of these lengths (8 bits alone drift by up to 2.5 in
-/// SmolLM2's logits over 30 layers). Tasks take ranges of weight rows and run every token over a
-/// tile of rows while it is in cache, so the weights stream from memory once.
-fn matmul_precise(pool: &Pool, w: &CpuWeight, x: &[f32], out: &mut [f32], m: usize) -> Result<()> {
-    let (ty, k, n) = (w.ggml_type(), w.row_len(), w.rows());
+/// SmolLM2's logits over 30 layers), and shared by every weight in `jobs` (all pairing with the
+/// same activation blocks, `k` columns, `k > 0`). Tasks take ranges of weight rows and run every
+/// token over a tile of rows while it is in cache, so the weights stream from memory once.
+fn matmul_precise(pool: &Pool, jobs: &mut [PreciseJob<'_>], x: &[f32], m: usize) -> Result<()> {
+    let Some(first) = jobs.first() else {
+        return Ok(());
+    };
+    let (ty, k) = (first.w.ggml_type(), first.w.row_len());
     let xq = x
         .chunks_exact(k)
         .take(m)
         .map(|row| fast::quantize_activations(ty, row))
         .collect::<Result<Vec<_>>>()?;
-    // Tasks own rows; results go to a row-major `[n][m]` scratch (for m = 1, `out` itself).
-    let mut out_t = if m == 1 {
+    let total_rows = jobs.iter().map(|j| j.w.rows()).sum();
+    let per_task = pool.chunk_items(total_rows, if m == 1 { MIN_GEMV_ROWS } else { TILE_ROWS });
+    // Tasks own rows; results go to a row-major `[n][m]` scratch per job (for m = 1, `out` itself).
+    let mut scratch: Vec<Vec<f32>> = if m == 1 {
         Vec::new()
     } else {
-        vec![0f32; out.len()]
+        jobs.iter().map(|j| vec![0f32; j.out.len()]).collect()
     };
-    let target: &mut [f32] = if m == 1 { out } else { &mut out_t };
-    let per_task = pool.chunk_items(n, if m == 1 { MIN_GEMV_ROWS } else { TILE_ROWS });
+    let mut tasks = Vec::new();
+    if m == 1 {
+        for job in jobs.iter_mut() {
+            let w = job.w;
+            for (ci, out) in job.out.chunks_mut(per_task).enumerate() {
+                let row0 = ci * per_task;
+                tasks.push(RowTask { w, row0, out });
+            }
+        }
+    } else {
+        for (job, out_t) in jobs.iter().zip(scratch.iter_mut()) {
+            for (ci, out) in out_t.chunks_mut(per_task * m).enumerate() {
+                let row0 = ci * per_task;
+                tasks.push(RowTask {
+                    w: job.w,
+                    row0,
+                    out,
+                });
+            }
+        }
+    }
     // Up to this many tokens share each unpacked weight block.
     let per_call = fast::GEMM_MAX_X;
     let calls: Vec<Vec<_>> = xq.chunks(per_call).map(|t| t.iter().collect()).collect();
-    pool.try_chunks_mut(target, per_task * m, |ci, chunk| {
-        let row0 = ci * per_task;
-        let rows = chunk.len() / m;
-        let mut tile = vec![0f32; TILE_ROWS * per_call.min(m)];
-        for t0 in (0..rows).step_by(TILE_ROWS) {
-            let tn = TILE_ROWS.min(rows - t0);
-            let r = row0 + t0;
-            for (c, xs) in calls.iter().enumerate() {
-                let nx = xs.len();
-                fast::gemm_rows(ty, w.bytes(), k, xs, r..r + tn, &mut tile[..tn * nx])?;
-                for i in 0..tn {
-                    let dst = (t0 + i) * m + c * per_call;
-                    chunk[dst..dst + nx].copy_from_slice(&tile[i * nx..(i + 1) * nx]);
+    pool.try_chunks_mut(&mut tasks, 1, |_, task| {
+        for RowTask { w, row0, out } in task.iter_mut() {
+            let rows = out.len() / m;
+            let mut tile = vec![0f32; TILE_ROWS * per_call.min(m)];
+            for t0 in (0..rows).step_by(TILE_ROWS) {
+                let tn = TILE_ROWS.min(rows - t0);
+                let r = *row0 + t0;
+                for (c, xs) in calls.iter().enumerate() {
+                    let nx = xs.len();
+                    let tile = &mut tile[..tn * nx];
+                    fast::gemm_rows(w.ggml_type(), w.bytes(), k, xs, r..r + tn, tile)?;
+                    for i in 0..tn {
+                        let dst = (t0 + i) * m + c * per_call;
+                        out[dst..dst + nx].copy_from_slice(&tile[i * nx..(i + 1) * nx]);
+                    }
                 }
             }
         }
         Ok(())
     })?;
-    if m > 1 {
-        scatter_to_token_rows(&out_t, out, m, n);
+    drop(tasks);
+    for (job, out_t) in jobs.iter_mut().zip(&scratch) {
+        scatter_to_token_rows(out_t, job.out, m, job.w.rows());
     }
     Ok(())
 }
@@ -456,6 +561,59 @@ mod tests {
                                 want,
                                 "{ty} m={m} token {j} row {row}"
                             );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `matmuls` (one quantized input, one pool job) against separate `matmul` calls: the same
+    /// arithmetic per row, so bit-identical; mixed types share an input only when their
+    /// activation blocks match, and a type without a fast kernel falls back per weight.
+    #[test]
+    fn fused_matmuls_equal_separate_matmuls() {
+        use crate::backend::MatmulOut;
+        let sets: [&[GgmlType]; 3] = [
+            &[GgmlType::Q4_1, GgmlType::Q4_1, GgmlType::Q8_0],
+            &[GgmlType::Q4_K, GgmlType::Q6_K],
+            &[GgmlType::Q4_0, GgmlType::Q3_K, GgmlType::Q4_K],
+        ];
+        for threads in [1, 3] {
+            for path in [MatmulPath::Precise, MatmulPath::Exact] {
+                let b = CpuBackend::new(CpuConfig { threads, path }).expect("backend");
+                for (si, types) in sets.iter().enumerate() {
+                    let k = 512;
+                    let mut r = rng(70 + si as u64);
+                    let ws: Vec<_> = types
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &ty)| weight(&b, &mut r, ty, k, 19 + 40 * i).0)
+                        .collect();
+                    let ns: Vec<usize> = (0..ws.len()).map(|i| 19 + 40 * i).collect();
+                    let bias = f32_weight(&b, &rand_vec(&mut r, ns[0], 0.5));
+                    for m in [1, 5] {
+                        let x = buf(rand_vec(&mut r, m * k, 1.0));
+                        let mut fused: Vec<_> = ns.iter().map(|n| buf(vec![0.0; m * n])).collect();
+                        let mut outs: Vec<_> = ws
+                            .iter()
+                            .zip(fused.iter_mut())
+                            .zip(&ns)
+                            .enumerate()
+                            .map(|(i, ((w, out), &n))| MatmulOut {
+                                w,
+                                bias: (i == 0).then_some(&bias),
+                                out,
+                                n,
+                            })
+                            .collect();
+                        b.matmuls(&x, m, k, &mut outs).expect("matmuls");
+                        for (i, (w, &n)) in ws.iter().zip(&ns).enumerate() {
+                            let mut one = buf(vec![0.0; m * n]);
+                            let bias = (i == 0).then_some(&bias);
+                            b.matmul(w, bias, &x, &mut one, MatmulShape { m, n, k })
+                                .expect("matmul");
+                            assert_eq!(one, fused[i], "{types:?} weight {i} m={m} {path:?}");
                         }
                     }
                 }

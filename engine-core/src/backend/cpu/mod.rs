@@ -24,8 +24,8 @@ mod threads;
 mod reference;
 
 use super::{
-    AttentionParams, Backend, CopyRowsParams, MatmulShape, RmsNormParams, RopeParams, RowsParams,
-    WeightDesc, WeightLayout,
+    AttentionParams, Backend, CopyRowsParams, MatmulOut, MatmulShape, RmsNormParams, RopeParams,
+    RowsParams, WeightDesc, WeightLayout,
 };
 use crate::quant::GgmlType;
 use crate::store::HostBytes;
@@ -191,7 +191,7 @@ impl CpuBackend {
     }
 }
 
-pub(crate) use super::checks::{check_ids, need, shape_err, size, MatmulSizes};
+pub(crate) use super::checks::{check_ids, need, shape_err, size};
 
 /// Checks that weight `w` can be dequantized by the CPU kernels of `op`.
 pub(crate) fn check_dequantizable(op: &'static str, w: &CpuWeight) -> Result<()> {
@@ -277,6 +277,25 @@ impl Backend for CpuBackend {
             &mut out.0,
             shape,
         )
+    }
+
+    fn matmuls(
+        &self,
+        x: &CpuBuffer,
+        m: usize,
+        k: usize,
+        outs: &mut [MatmulOut<'_, CpuWeight, CpuBuffer>],
+    ) -> Result<()> {
+        let mut outs: Vec<MatmulOut<'_, CpuWeight, [f32]>> = outs
+            .iter_mut()
+            .map(|o| MatmulOut {
+                w: o.w,
+                bias: o.bias,
+                out: &mut o.out.0[..],
+                n: o.n,
+            })
+            .collect();
+        matmul::matmuls(self.config.path, &self.pool, &x.0, m, k, &mut outs)
     }
 
     fn dequant(&self, w: &CpuWeight, out: &mut CpuBuffer) -> Result<()> {

@@ -46,7 +46,7 @@ pub fn supports(ty: GgmlType) -> bool {
 }
 
 /// The activation block size the weight type pairs with, `None` for types without a fast kernel.
-fn activation_block(ty: GgmlType) -> Option<usize> {
+pub fn activation_block(ty: GgmlType) -> Option<usize> {
     use GgmlType::*;
     match ty {
         Q4_0 | Q4_1 | Q5_0 | Q8_0 => Some(32),
