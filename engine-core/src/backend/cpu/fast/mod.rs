@@ -278,23 +278,34 @@ enum Isa {
     /// AVX2 + FMA + F16C intrinsics (x86_64 only).
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// `Avx2` with AVX-512 VNNI's i16 multiply-accumulate on 256-bit vectors (x86_64 only).
+    #[cfg(target_arch = "x86_64")]
+    Avx512Vnni,
+}
+
+/// The implementations this CPU can run, best last (the scalar one always).
+fn available_isas() -> Vec<Isa> {
+    #[allow(unused_mut)]
+    let mut isas = vec![Isa::Scalar];
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+        {
+            isas.push(Isa::Avx2);
+            if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
+                isas.push(Isa::Avx512Vnni);
+            }
+        }
+    }
+    isas
 }
 
 /// The best implementation this CPU supports, detected once.
 fn detected_isa() -> Isa {
-    #[cfg(target_arch = "x86_64")]
-    {
-        static HAS_AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        let avx2 = *HAS_AVX2.get_or_init(|| {
-            is_x86_feature_detected!("avx2")
-                && is_x86_feature_detected!("fma")
-                && is_x86_feature_detected!("f16c")
-        });
-        if avx2 {
-            return Isa::Avx2;
-        }
-    }
-    Isa::Scalar
+    static BEST: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+    *BEST.get_or_init(|| available_isas().last().copied().unwrap_or(Isa::Scalar))
 }
 
 /// The kernels of one weight type on one implementation.
@@ -315,10 +326,16 @@ impl Kernels {
     /// `out[r · xs.len() + j] = dot(row r of w, xs[j])` (shapes checked by the caller).
     fn gemm(self, w: &[u8], row_bytes: usize, xs: &[&QuantizedActivations], out: &mut [f32]) {
         match self.isa {
+            Isa::Scalar => per_activation(xs, out, |xq, one| {
+                scalar::gemv(self.ty, w, row_bytes, xq, one)
+            }),
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: as in `gemv`.
+            // SAFETY: `Isa::Avx2` is only chosen when AVX2, FMA and F16C were detected at run time
+            // (`available_isas`).
             Isa::Avx2 => unsafe { x86::gemm(self.ty, w, row_bytes, xs, out) },
-            _ => per_activation(xs, out, |xq, one| self.gemv(w, row_bytes, xq, one)),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Isa::Avx512Vnni` is only chosen when AVX-512 VNNI and VL were detected too.
+            Isa::Avx512Vnni => unsafe { x86::gemm_vnni(self.ty, w, row_bytes, xs, out) },
         }
     }
 
@@ -329,12 +346,6 @@ impl Kernels {
             out.fill(0.0);
             return;
         }
-        match self.isa {
-            Isa::Scalar => scalar::gemv(self.ty, w, row_bytes, xq, out),
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Isa::Avx2` is only chosen when AVX2, FMA and F16C were detected at run time
-            // (`detected_isa`, or a test that checked the same features).
-            Isa::Avx2 => unsafe { x86::gemv(self.ty, w, row_bytes, xq, out) },
-        }
+        self.gemm(w, row_bytes, &[xq], out);
     }
 }

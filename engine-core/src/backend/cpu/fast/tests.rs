@@ -143,15 +143,11 @@ fn reference(ty: GgmlType, row: &[u8], x: &[f32]) -> Reference {
     }
 }
 
-/// Runs both implementations where the CPU allows, so every test checks the AVX2 path too.
+/// Every implementation the CPU can run, so every test checks the SIMD paths too.
 fn isas() -> Vec<Isa> {
-    #[allow(unused_mut)]
-    let mut v = vec![Isa::Scalar];
-    #[cfg(target_arch = "x86_64")]
-    if detected_isa() == Isa::Avx2 {
-        v.push(Isa::Avx2);
-    }
-    v
+    let isas = available_isas();
+    println!("kernel implementations on this CPU: {isas:?}");
+    isas
 }
 
 fn gemv_with(isa: Isa, ty: GgmlType, w: &[u8], xq: &QuantizedActivations) -> Vec<f32> {
@@ -212,7 +208,7 @@ fn dot_and_gemv_are_within_the_activation_rounding_bound() {
 fn avx2_path_is_bit_identical_to_scalar_on_arbitrary_blocks() {
     let isas = isas();
     if isas.len() == 1 {
-        println!("no AVX2+FMA+F16C on this CPU: only the scalar path exists here");
+        println!("no AVX2+FMA+F16C on this CPU: only the scalar path exists here (skipped)");
         return;
     }
     let mut rng = Rng(0xA5A5_0000_1111_2222);
@@ -311,6 +307,38 @@ fn gemm_rows_equals_gemv_rows_for_every_activation_row() {
             let mut out = vec![0.0; n * many.len()];
             assert!(gemm_rows(ty, &w, k, &many, 0..n, &mut out).is_err());
             assert!(gemm_rows(ty, &w, k, &[], 0..n, &mut []).is_err());
+        }
+    }
+}
+
+#[test]
+fn every_isa_gemm_equals_scalar_gemv() {
+    let mut rng = Rng(79);
+    let isas = isas();
+    for ty in ALL_TYPES {
+        let (n, k) = (6, test_ks(ty)[1]);
+        let w = raw_weights(&mut rng, ty, n, k);
+        let row_bytes = w.len() / n;
+        for nx in [1, 3, 7, 8, 13, GEMM_MAX_X] {
+            let xqs: Vec<_> = (0..nx)
+                .map(|_| quantize_activations(ty, &random_x(&mut rng, k)).unwrap())
+                .collect();
+            let xs: Vec<_> = xqs.iter().collect();
+            for &isa in &isas {
+                let mut out = vec![0.0; n * nx];
+                Kernels { ty, isa }.gemm(&w, row_bytes, &xs, &mut out);
+                for (j, xq) in xqs.iter().enumerate() {
+                    let want = gemv_with(Isa::Scalar, ty, &w, xq);
+                    for (r, want) in want.iter().enumerate() {
+                        let got = out[r * nx + j];
+                        assert_eq!(
+                            got.to_bits(),
+                            want.to_bits(),
+                            "{ty} {isa:?} nx={nx} x{j} r{r}"
+                        );
+                    }
+                }
+            }
         }
     }
 }

@@ -1,4 +1,9 @@
-//! AVX2 + FMA + F16C kernels, bit-identical to `scalar.rs`.
+//! AVX2 + FMA + F16C kernels, and the same with AVX-512 VNNI's fused multiply-add of i16 pairs
+//! (`vpdpwssd`, on 256-bit vectors), bit-identical to `scalar.rs`.
+//!
+//! The two instruction sets share one body: `#[inline(always)]` functions generic over `VNNI`
+//! (no `#[target_feature]` of their own), instantiated by the `#[target_feature]` entry points,
+//! so each copy is compiled with its entry's features.
 //!
 //! Weights are widened to i16 (values in value order, 16 per vector) and multiplied with the i16
 //! activations by `madd` (pairs into i32). Q4_0 and Q5_0 weights stay unsigned (0..16, 0..32):
@@ -14,35 +19,10 @@ use super::{QuantizedActivations, GEMM_MAX_X};
 use crate::quant::GgmlType;
 use std::arch::x86_64::*;
 
-/// `out[r] = dot(row r of w, xq)` for `out.len()` rows of `row_bytes` bytes (checked by the caller).
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn gemv(
-    ty: GgmlType,
-    w: &[u8],
-    row_bytes: usize,
-    xq: &QuantizedActivations,
-    out: &mut [f32],
-) {
-    let rows = w.chunks_exact(row_bytes).zip(out.iter_mut());
-    use GgmlType::*;
-    match ty {
-        Q8_0 => rows.for_each(|(r, o)| *o = dot_legacy::<34, false, 0>(r, xq, |b| widen_q8_0(b))),
-        Q4_0 => rows
-            .for_each(|(r, o)| *o = dot_legacy::<18, false, 8>(r, xq, |b| widen_nibbles(&b[2..]))),
-        Q4_1 => rows
-            .for_each(|(r, o)| *o = dot_legacy::<20, true, 0>(r, xq, |b| widen_nibbles(&b[4..]))),
-        Q5_0 => rows.for_each(|(r, o)| *o = dot_legacy::<22, false, 16>(r, xq, |b| widen_q5_0(b))),
-        Q4_K => rows.for_each(|(r, o)| *o = dot_q4_k(r, xq)),
-        Q6_K => rows.for_each(|(r, o)| *o = dot_q6_k(r, xq)),
-        // Types without a fast kernel never reach here: the scalar path holds the one fallback.
-        _ => scalar::gemv(ty, w, row_bytes, xq, out),
-    }
-}
-
-/// `out[r · xs.len() + j] = dot(row r of w, xs[j])`, bit-identical to `gemv` on each `xs[j]`, for
-/// `out.len() / xs.len()` rows (checked by the caller; `xs.len() ≤ GEMM_MAX_X`). Each group of
-/// eight weight blocks is unpacked once and dotted with every activation row, which is what
-/// makes several tokens at once (a batch of decode steps, or a prefill) cheaper per token.
+/// `out[r · xs.len() + j] = dot(row r of w, xs[j])`, bit-identical to `scalar::gemv` on each
+/// `xs[j]`, for `out.len() / xs.len()` rows (checked by the caller; `xs.len() ≤ GEMM_MAX_X`). Each
+/// group of eight weight blocks is unpacked once and dotted with every activation row, which is
+/// what makes several tokens at once (a batch of decode steps, or a prefill) cheaper per token.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) fn gemm(
     ty: GgmlType,
@@ -51,26 +31,72 @@ pub(super) fn gemm(
     xs: &[&QuantizedActivations],
     out: &mut [f32],
 ) {
-    use GgmlType::*;
-    match ty {
-        Q8_0 => gemm_legacy::<34, false, 0>(w, row_bytes, xs, out, |b| widen_q8_0(b)),
-        Q4_0 => gemm_legacy::<18, false, 8>(w, row_bytes, xs, out, |b| widen_nibbles(&b[2..])),
-        Q4_1 => gemm_legacy::<20, true, 0>(w, row_bytes, xs, out, |b| widen_nibbles(&b[4..])),
-        Q5_0 => gemm_legacy::<22, false, 16>(w, row_bytes, xs, out, |b| widen_q5_0(b)),
-        // K-quants: one activation row at a time (the closure inherits this function's features).
-        _ => super::per_activation(xs, out, |xq, one| gemv(ty, w, row_bytes, xq, one)),
-    }
+    // SAFETY: compiled with, and only called where the CPU has, AVX2, FMA and F16C: all that
+    // `gemm_body::<false>` uses.
+    unsafe { gemm_body::<false>(ty, w, row_bytes, xs, out) }
 }
 
-/// `gemm` for 32-value blocks of TS bytes whose weights `widen` gives as i16 values (less `OFF`).
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-fn gemm_legacy<const TS: usize, const MIN: bool, const OFF: i32>(
+/// `gemm` with AVX-512 VNNI and VL.
+#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+pub(super) fn gemm_vnni(
+    ty: GgmlType,
     w: &[u8],
     row_bytes: usize,
     xs: &[&QuantizedActivations],
     out: &mut [f32],
-    widen: impl Fn(&[u8; TS]) -> Wide,
+) {
+    // SAFETY: as in `gemm`, plus AVX-512 VNNI and VL, which `gemm_body::<true>` uses.
+    unsafe { gemm_body::<true>(ty, w, row_bytes, xs, out) }
+}
+
+/// The body of `gemm`. Callers guarantee AVX2, FMA, F16C and, when `VNNI`, AVX-512 VNNI + VL.
+#[inline(always)]
+unsafe fn gemm_body<const VNNI: bool>(
+    ty: GgmlType,
+    w: &[u8],
+    row_bytes: usize,
+    xs: &[&QuantizedActivations],
+    out: &mut [f32],
+) {
+    use GgmlType::*;
+    // SAFETY: the caller's guarantee covers every kernel below.
+    unsafe {
+        // No closures here: a closure would be compiled without the entry's target features, and
+        // the intrinsics in it would become calls.
+        let nx = xs.len();
+        match ty {
+            Q8_0 if nx > 1 => gemm_legacy::<34, false, 0, VNNI>(w, row_bytes, xs, out),
+            Q4_0 if nx > 1 => gemm_legacy::<18, false, 8, VNNI>(w, row_bytes, xs, out),
+            Q4_1 if nx > 1 => gemm_legacy::<20, true, 0, VNNI>(w, row_bytes, xs, out),
+            Q5_0 if nx > 1 => gemm_legacy::<22, false, 16, VNNI>(w, row_bytes, xs, out),
+            Q8_0 | Q4_0 | Q4_1 | Q5_0 | Q4_K | Q6_K => {
+                // One activation row at a time (K-quants, and decode's single row).
+                for (row, out) in w.chunks_exact(row_bytes).zip(out.chunks_exact_mut(nx)) {
+                    for (o, xq) in out.iter_mut().zip(xs) {
+                        *o = match ty {
+                            Q8_0 => dot_legacy::<34, false, 0, VNNI>(row, xq),
+                            Q4_0 => dot_legacy::<18, false, 8, VNNI>(row, xq),
+                            Q4_1 => dot_legacy::<20, true, 0, VNNI>(row, xq),
+                            Q5_0 => dot_legacy::<22, false, 16, VNNI>(row, xq),
+                            Q4_K => dot_q4_k(row, xq),
+                            _ => dot_q6_k(row, xq),
+                        };
+                    }
+                }
+            }
+            // Types without a fast kernel never reach here: the scalar path holds the fallback.
+            _ => super::per_activation(xs, out, |xq, one| scalar::gemv(ty, w, row_bytes, xq, one)),
+        }
+    }
+}
+
+/// `gemm` for 32-value blocks of TS bytes whose weights `widen` gives as i16 values (less `OFF`).
+#[inline(always)]
+unsafe fn gemm_legacy<const TS: usize, const MIN: bool, const OFF: i32, const VNNI: bool>(
+    w: &[u8],
+    row_bytes: usize,
+    xs: &[&QuantizedActivations],
+    out: &mut [f32],
 ) {
     let nx = xs.len().min(GEMM_MAX_X);
     let xs = &xs[..nx];
@@ -79,19 +105,23 @@ fn gemm_legacy<const TS: usize, const MIN: bool, const OFF: i32>(
         let (groups, tail) = blocks.as_chunks::<8>();
         let mut acc = [_mm256_setzero_ps(); GEMM_MAX_X];
         for (g, wb) in groups.iter().enumerate() {
-            let q: [Wide; 8] = std::array::from_fn(|i| widen(&wb[i]));
-            let words = std::array::from_fn(|i| first_word(&wb[i]));
-            gemm_group::<MIN, OFF>(&mut acc, q, words, xs, 8 * g);
+            let mut q = [[_mm256_setzero_si256(); 2]; 8];
+            let mut words = [0i32; 8];
+            for i in 0..8 {
+                q[i] = widen::<TS>(&wb[i]);
+                words[i] = first_word(&wb[i]);
+            }
+            gemm_group::<MIN, OFF, VNNI>(&mut acc, q, words, xs, 8 * g);
         }
         if !tail.is_empty() {
             // Missing blocks: zero weights and zero scales add +0.0, as in `dot_legacy`.
             let mut q = [[_mm256_setzero_si256(); 2]; 8];
             let mut words = [0i32; 8];
             for (i, b) in tail.iter().enumerate() {
-                q[i] = widen(b);
+                q[i] = widen::<TS>(b);
                 words[i] = first_word(b);
             }
-            gemm_group::<MIN, OFF>(&mut acc, q, words, xs, 8 * groups.len());
+            gemm_group::<MIN, OFF, VNNI>(&mut acc, q, words, xs, 8 * groups.len());
         }
         for (o, acc) in out.iter_mut().zip(&acc) {
             *o = lanes_sum(*acc);
@@ -100,9 +130,8 @@ fn gemm_legacy<const TS: usize, const MIN: bool, const OFF: i32>(
 }
 
 /// Eight widened weight blocks `q` (from block `b0` on) dotted with every activation row.
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-fn gemm_group<const MIN: bool, const OFF: i32>(
+#[inline(always)]
+unsafe fn gemm_group<const MIN: bool, const OFF: i32, const VNNI: bool>(
     acc: &mut [__m256; GEMM_MAX_X],
     q: [Wide; 8],
     words: [i32; 8],
@@ -112,7 +141,10 @@ fn gemm_group<const MIN: bool, const OFF: i32>(
     let (dw, mw) = split_f16_pairs(words);
     for (acc, xq) in acc.iter_mut().zip(xs) {
         let xb = &xq.qs[b0 * QK..(b0 + 8) * QK];
-        let ints = std::array::from_fn(|i| block_dot(q[i], &xb[i * QK..]));
+        let mut ints = [_mm256_setzero_si256(); 8];
+        for i in 0..8 {
+            ints[i] = block_dot::<VNNI>(q[i], &xb[i * QK..]);
+        }
         *acc = group_scaled::<MIN, OFF>(*acc, ints, dw, mw, xq, b0);
     }
 }
@@ -122,13 +154,32 @@ type Wide = [__m256i; 2];
 
 /// Eight i32 lanes summing to Σ w·x over a block: `w` from `Wide` (|w| ≤ 128), `x` the block's
 /// 32 activations (|x| ≤ 32767); each lane holds 4 products, far from overflow.
-#[target_feature(enable = "avx2")]
-#[inline]
-fn block_dot(w: Wide, x: &[i16]) -> __m256i {
-    _mm256_add_epi32(
-        _mm256_madd_epi16(w[0], load256(x)),
-        _mm256_madd_epi16(w[1], load256(&x[16..])),
-    )
+#[inline(always)]
+unsafe fn block_dot<const VNNI: bool>(w: Wide, x: &[i16]) -> __m256i {
+    // SAFETY: the caller guarantees AVX2 and, when `VNNI`, AVX-512 VNNI + VL.
+    unsafe {
+        let lo = _mm256_madd_epi16(w[0], load256(x));
+        if VNNI {
+            _mm256_dpwssd_epi32(lo, w[1], load256(&x[16..]))
+        } else {
+            _mm256_add_epi32(lo, _mm256_madd_epi16(w[1], load256(&x[16..])))
+        }
+    }
+}
+
+/// A block's 32 weights as i16 (less the type's offset, which comes off through the sums): the
+/// block size names the type (34 bytes Q8_0, 18 Q4_0, 20 Q4_1, 22 Q5_0).
+#[inline(always)]
+unsafe fn widen<const TS: usize>(b: &[u8; TS]) -> Wide {
+    // SAFETY: the caller guarantees AVX2.
+    unsafe {
+        match TS {
+            34 => widen_q8_0(b),
+            18 => widen_nibbles(&b[2..]),
+            20 => widen_nibbles(&b[4..]),
+            _ => widen_q5_0(b),
+        }
+    }
 }
 
 /// The 8 f32 lanes of `acc` summed as `Lanes::sum` does.
@@ -203,7 +254,7 @@ fn widen_nibbles(s: &[u8]) -> Wide {
 /// A Q8_0 block's 32 signed weights as i16.
 #[target_feature(enable = "avx2")]
 #[inline]
-fn widen_q8_0(w: &[u8; 34]) -> Wide {
+fn widen_q8_0(w: &[u8]) -> Wide {
     [
         _mm256_cvtepi8_epi16(load128(&w[2..])),
         _mm256_cvtepi8_epi16(load128(&w[18..])),
@@ -213,7 +264,7 @@ fn widen_q8_0(w: &[u8; 34]) -> Wide {
 /// A Q5_0 block's 32 weights as unsigned i16 (0..32; the offset 16 comes off through the sums).
 #[target_feature(enable = "avx2")]
 #[inline]
-fn widen_q5_0(w: &[u8; 22]) -> Wide {
+fn widen_q5_0(w: &[u8]) -> Wide {
     let qh = u32::from_le_bytes([w[2], w[3], w[4], w[5]]);
     let [lo, hi] = widen_nibbles(&w[6..]);
     // Lane i of half h gets 0x10 where bit 16·h + i of qh is set.
@@ -250,20 +301,22 @@ fn widen_q5_0(w: &[u8; 22]) -> Wide {
 /// accumulator is lane i of `Lanes`. In a last partial group the missing blocks have integer sum
 /// 0 and scales 0, which adds +0.0 to their lanes: a no-op, as a lane never holds -0.0 (it starts
 /// at +0.0 and round-to-nearest sums cannot reach -0.0 from there).
-#[target_feature(enable = "avx2,fma,f16c")]
-#[inline]
-fn dot_legacy<const TS: usize, const MIN: bool, const OFF: i32>(
+#[inline(always)]
+unsafe fn dot_legacy<const TS: usize, const MIN: bool, const OFF: i32, const VNNI: bool>(
     row: &[u8],
     xq: &QuantizedActivations,
-    widen: impl Fn(&[u8; TS]) -> Wide,
 ) -> f32 {
     let (blocks, _) = row.as_chunks::<TS>();
     let (xs, _) = xq.qs.as_chunks::<QK>();
     let (groups, tail) = blocks.as_chunks::<8>();
     let mut acc = _mm256_setzero_ps();
     for (g, (wb, xb)) in groups.iter().zip(xs.chunks_exact(8)).enumerate() {
-        let ints = std::array::from_fn(|i| block_dot(widen(&wb[i]), &xb[i]));
-        let words = std::array::from_fn(|i| first_word(&wb[i]));
+        let mut ints = [_mm256_setzero_si256(); 8];
+        let mut words = [0i32; 8];
+        for i in 0..8 {
+            ints[i] = block_dot::<VNNI>(widen::<TS>(&wb[i]), &xb[i]);
+            words[i] = first_word(&wb[i]);
+        }
         let (dw, mw) = split_f16_pairs(words);
         acc = group_scaled::<MIN, OFF>(acc, ints, dw, mw, xq, 8 * g);
     }
@@ -272,7 +325,7 @@ fn dot_legacy<const TS: usize, const MIN: bool, const OFF: i32>(
         let mut ints = [_mm256_setzero_si256(); 8];
         let mut words = [0i32; 8];
         for (i, (w, x)) in tail.iter().zip(&xs[b0..]).enumerate() {
-            ints[i] = block_dot(widen(w), x);
+            ints[i] = block_dot::<VNNI>(widen::<TS>(w), x);
             words[i] = first_word(w);
         }
         let (dw, mw) = split_f16_pairs(words);
