@@ -71,7 +71,12 @@ unsafe fn gemm_body<const VNNI: bool>(
             Q5_0 if nx > 1 => gemm_legacy::<22, false, 16, VNNI>(w, row_bytes, xs, out),
             Q8_0 | Q4_0 | Q4_1 | Q5_0 | Q4_K | Q6_K => {
                 // One activation row at a time (K-quants, and decode's single row).
-                for (row, out) in w.chunks_exact(row_bytes).zip(out.chunks_exact_mut(nx)) {
+                for (r, (row, out)) in w
+                    .chunks_exact(row_bytes)
+                    .zip(out.chunks_exact_mut(nx))
+                    .enumerate()
+                {
+                    prefetch_ahead(w, r * row_bytes, row_bytes);
                     for (o, xq) in out.iter_mut().zip(xs) {
                         *o = match ty {
                             Q8_0 => dot_legacy::<34, false, 0, VNNI>(row, xq),
@@ -90,6 +95,22 @@ unsafe fn gemm_body<const VNNI: bool>(
     }
 }
 
+/// How far ahead of the row being read weights are prefetched: rows are read once per token, so
+/// a decode step is a stream from memory, and a task's short range of rows gives the hardware
+/// prefetcher little time to ramp up.
+const PREFETCH_BYTES: usize = 4096;
+
+/// Prefetches the `len` bytes `PREFETCH_BYTES` after `w[at..]` into the cache, one line at a time
+/// (never faults: a prefetch past the end of `w` is dropped by the CPU).
+#[inline(always)]
+unsafe fn prefetch_ahead(w: &[u8], at: usize, len: usize) {
+    let base = w.as_ptr().wrapping_add(at + PREFETCH_BYTES);
+    for off in (0..len).step_by(64) {
+        // SAFETY: a prefetch is a hint with no memory access semantics; SSE is baseline x86_64.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(off).cast()) };
+    }
+}
+
 /// `gemm` for 32-value blocks of TS bytes whose weights `widen` gives as i16 values (less `OFF`).
 #[inline(always)]
 unsafe fn gemm_legacy<const TS: usize, const MIN: bool, const OFF: i32, const VNNI: bool>(
@@ -100,7 +121,12 @@ unsafe fn gemm_legacy<const TS: usize, const MIN: bool, const OFF: i32, const VN
 ) {
     let nx = xs.len().min(GEMM_MAX_X);
     let xs = &xs[..nx];
-    for (row, out) in w.chunks_exact(row_bytes).zip(out.chunks_exact_mut(nx)) {
+    for (r, (row, out)) in w
+        .chunks_exact(row_bytes)
+        .zip(out.chunks_exact_mut(nx))
+        .enumerate()
+    {
+        prefetch_ahead(w, r * row_bytes, row_bytes);
         let (blocks, _) = row.as_chunks::<TS>();
         let (groups, tail) = blocks.as_chunks::<8>();
         let mut acc = [_mm256_setzero_ps(); GEMM_MAX_X];
