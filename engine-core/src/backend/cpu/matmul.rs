@@ -208,6 +208,35 @@ fn scatter_to_token_rows(out_t: &[f32], out: &mut [f32], m: usize, n: usize) {
     }
 }
 
+/// Each of the `m` token rows of `x` quantized for `ty` (on the pool when there are several).
+fn quantize_tokens(
+    pool: &Pool,
+    ty: crate::quant::GgmlType,
+    x: &[f32],
+    m: usize,
+    k: usize,
+) -> Result<Vec<fast::QuantizedActivations>> {
+    let rows = x.chunks_exact(k).take(m);
+    if m == 1 {
+        return rows
+            .map(|row| fast::quantize_activations(ty, row))
+            .collect();
+    }
+    let mut slots: Vec<Option<fast::QuantizedActivations>> = vec![None; m];
+    let per_task = pool.chunk_items(m, 1);
+    pool.try_chunks_mut(&mut slots, per_task, |ci, chunk| {
+        for (j, slot) in chunk.iter_mut().enumerate() {
+            let t = ci * per_task + j;
+            *slot = Some(fast::quantize_activations(ty, &x[t * k..(t + 1) * k])?);
+        }
+        Ok(())
+    })?;
+    slots
+        .into_iter()
+        .map(|s| s.ok_or_else(|| crate::Error::Config("a token row was not quantized".into())))
+        .collect()
+}
+
 /// One weight of a precise-path job and its `[m][n]` result.
 struct PreciseJob<'a> {
     w: &'a CpuWeight,
@@ -231,11 +260,7 @@ fn matmul_precise(pool: &Pool, jobs: &mut [PreciseJob<'_>], x: &[f32], m: usize)
         return Ok(());
     };
     let (ty, k) = (first.w.ggml_type(), first.w.row_len());
-    let xq = x
-        .chunks_exact(k)
-        .take(m)
-        .map(|row| fast::quantize_activations(ty, row))
-        .collect::<Result<Vec<_>>>()?;
+    let xq = quantize_tokens(pool, ty, x, m, k)?;
     let total_rows = jobs.iter().map(|j| j.w.rows()).sum();
     let per_task = pool.chunk_items(total_rows, if m == 1 { MIN_GEMV_ROWS } else { TILE_ROWS });
     // Tasks own rows; results go to a row-major `[n][m]` scratch per job (for m = 1, `out` itself).
@@ -290,7 +315,18 @@ fn matmul_precise(pool: &Pool, jobs: &mut [PreciseJob<'_>], x: &[f32], m: usize)
     })?;
     drop(tasks);
     for (job, out_t) in jobs.iter_mut().zip(&scratch) {
-        scatter_to_token_rows(out_t, job.out, m, job.w.rows());
+        let n = job.w.rows();
+        // Each task writes whole token rows of `out`, reading them from the `[n][m]` scratch.
+        let per_task = pool.chunk_items(m, 1);
+        pool.try_chunks_mut(job.out, per_task * n, |ci, rows| {
+            for (j, row) in rows.chunks_exact_mut(n).enumerate() {
+                let token = ci * per_task + j;
+                for (i, v) in row.iter_mut().enumerate() {
+                    *v = out_t[i * m + token];
+                }
+            }
+            Ok(())
+        })?;
     }
     Ok(())
 }

@@ -3,7 +3,7 @@
 use super::{QuantizedActivations, PAD, QMAX, SUM_BLOCK};
 use crate::quant::GgmlType;
 
-/// Adding and subtracting 1.5·2²³ rounds an f32 of magnitude below 2²² to the nearest integer
+/// Adding 1.5·2²³ to an f32 of magnitude below 2²² rounds it to the nearest integer
 /// (ties to even) with no libm call, which the baseline x86_64 and wasm32 targets would need.
 const ROUND_MAGIC: f32 = 12_582_912.0;
 
@@ -38,9 +38,12 @@ pub(super) fn quantize(ty: GgmlType, block: usize, x: &[f32]) -> QuantizedActiva
         let inv = if amax > 0.0 { QMAX / amax } else { 0.0 };
         for (q, &v) in dst.iter_mut().zip(src) {
             // |v·inv| ≤ QMAX (+ rounding) for finite blocks; the clamp bounds what non-finite
-            // inputs give (NaN stays NaN, which `as` turns into 0).
-            let r = ((v * inv + ROUND_MAGIC) - ROUND_MAGIC).clamp(-QMAX, QMAX);
-            *q = r as i16;
+            // inputs give, and NaN becomes 0.
+            let c = (v * inv).clamp(-QMAX, QMAX);
+            let c = if c.is_nan() { 0.0 } else { c };
+            // c + 1.5·2²³ has a unit step, so its low mantissa bits are round(c) offset by the
+            // magic's: a branch-free conversion the compiler vectorizes (an `as` cast saturates).
+            *q = ((c + ROUND_MAGIC).to_bits() as i32 - ROUND_MAGIC.to_bits() as i32) as i16;
         }
         *scale_out = scale;
     }
