@@ -4,13 +4,17 @@
 Usage:
     python3 scripts/compare-llama.py MODEL.gguf [--threads 2] [--prompt-tokens 128]
         [--gen-tokens 64] [--rounds 3] [--sluice target/release/sluice] [--llama-bench PATH]
-        [--sluice-arg=--matmul=exact ...]
+        [--sluice-arg=--matmul=exact ...] [--roofline]
 
 The two run alternately (sluice, llama-bench, sluice, ...) for `--rounds` rounds on the same file
 with the same threads and lengths, so drift in the machine (thermal, neighbours) hits both alike.
 Each side reports the median of its rounds; ratios are sluice / llama.cpp (above 1: sluice faster).
 `llama-bench` comes from scripts/build-llama-bench.sh (its path is found in the user cache when not
 given). Not part of the test command: it measures speed, which tests must not.
+
+With --roofline, every sluice round also measures decode's memory roofline (`sluice bench
+--roofline`: the weight bytes a token reads ÷ the read bandwidth over the mapped model with the same
+threads), and both sides' decode is reported as a fraction of its median.
 """
 import argparse
 import json
@@ -46,8 +50,14 @@ def run_json(cmd):
 def sluice_round(args):
     out = run_json([args.sluice, "bench", "--model", args.model, "--threads", str(args.threads),
                     "--prompt-tokens", str(args.prompt_tokens), "--gen-tokens",
-                    str(args.gen_tokens), "--reps", "1", *args.sluice_arg])
-    return {"prefill_tok_s": out["prefill_tok_s"], "decode_tok_s": out["decode_tok_s"]}
+                    str(args.gen_tokens), "--reps", "1", *(["--roofline"] if args.roofline else []),
+                    *args.sluice_arg])
+    found = {"prefill_tok_s": out["prefill_tok_s"], "decode_tok_s": out["decode_tok_s"]}
+    if args.roofline:
+        found["read_gb_s"] = out["roofline"]["read_gb_s"]
+        found["roofline_tok_s"] = out["roofline"]["roofline_tok_s"]
+        found["weight_bytes_per_token"] = out["roofline"]["weight_bytes_per_token"]
+    return found
 
 
 def llama_round(args):
@@ -65,11 +75,11 @@ def llama_round(args):
     return found
 
 
-def summary(rounds):
+def summary(rounds, keys=("prefill_tok_s", "decode_tok_s")):
     return {
         key: {"median": statistics.median(r[key] for r in rounds),
               "rounds": [round(r[key], 2) for r in rounds]}
-        for key in ("prefill_tok_s", "decode_tok_s")
+        for key in keys
     }
 
 
@@ -82,6 +92,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--sluice", default=os.path.join("target", "release", "sluice"))
     ap.add_argument("--llama-bench", default=default_llama_bench())
+    ap.add_argument("--roofline", action="store_true",
+                    help="also measure decode's memory roofline and report both as fractions of it")
     ap.add_argument("--sluice-arg", action="append", default=[],
                     help="an extra argument for `sluice bench` (repeatable)")
     args = ap.parse_args()
@@ -99,7 +111,7 @@ def main():
         print(f"compare-llama: round {i + 1}/{args.rounds}: sluice {ours[-1]} llama.cpp {theirs[-1]}",
               file=sys.stderr)
     s, l = summary(ours), summary(theirs)
-    print(json.dumps({
+    report = {
         "model": os.path.basename(args.model),
         "threads": args.threads,
         "prompt_tokens": args.prompt_tokens,
@@ -110,7 +122,18 @@ def main():
         "llama_cpp_b11434": l,
         "ratio_prefill": round(s["prefill_tok_s"]["median"] / l["prefill_tok_s"]["median"], 3),
         "ratio_decode": round(s["decode_tok_s"]["median"] / l["decode_tok_s"]["median"], 3),
-    }, indent=2))
+    }
+    if args.roofline:
+        r = summary(ours, ("read_gb_s", "roofline_tok_s"))
+        roof = r["roofline_tok_s"]["median"]
+        report["roofline"] = {
+            "weight_bytes_per_token": ours[0]["weight_bytes_per_token"],
+            "read_gb_s": r["read_gb_s"],
+            "roofline_tok_s": r["roofline_tok_s"],
+            "sluice_decode_fraction": round(s["decode_tok_s"]["median"] / roof, 3),
+            "llama_cpp_decode_fraction": round(l["decode_tok_s"]["median"] / roof, 3),
+        }
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

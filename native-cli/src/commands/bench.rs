@@ -34,6 +34,11 @@ pub struct BenchArgs {
     /// Include the per-layer timeline of the last passes in the JSON.
     #[arg(long)]
     pub timeline: bool,
+    /// Also measure decode's memory roofline: the weight bytes a token reads and the read
+    /// bandwidth over the mapped model with `--threads` threads (about a second), and report
+    /// decode as a fraction of it.
+    #[arg(long)]
+    pub roofline: bool,
 }
 
 /// Runs `sluice bench` and prints JSON.
@@ -127,6 +132,17 @@ fn run_on<B: CliBackend>(engine: Engine<B>, args: &BenchArgs) -> Result<()> {
     if !args.timeline {
         prefetch.timeline.clear();
     }
+    let roofline = if args.roofline {
+        let r = super::roofline::measure(&engine.path, args.engine.threads())?;
+        let fraction = median(|r| r.2) / r.roofline_tok_s;
+        let mut v = serde_json::to_value(&r)?;
+        v["read_gb_s"] = json!(round(r.read_gb_s));
+        v["roofline_tok_s"] = json!(round(r.roofline_tok_s));
+        v["decode_fraction"] = json!(round(fraction));
+        Some(v)
+    } else {
+        None
+    };
     let peak_rss = peak_rss_bytes();
     let report = json!({
         "engine": "sluice",
@@ -142,6 +158,7 @@ fn run_on<B: CliBackend>(engine: Engine<B>, args: &BenchArgs) -> Result<()> {
         "ttft_s": round(median(|r| r.0)),
         "prefill_tok_s": round(median(|r| r.1)),
         "decode_tok_s": round(median(|r| r.2)),
+        "roofline": roofline,
         "peak_rss_bytes": peak_rss,
         "memory": memory(&engine.path, kv_peak, peak_rss),
         "device_mem": args.engine.device_mem,
