@@ -195,17 +195,28 @@ fn gemm(pool: &Pool, w: &CpuWeight, x: &[f32], out: &mut [f32], m: usize) -> Res
         }
         Ok(())
     })?;
-    scatter_to_token_rows(&out_t, out, m, n);
-    Ok(())
+    scatter_to_token_rows(pool, &out_t, out, m, n)
 }
 
-/// Tasks own weight rows, so they write `[n][m]`; the caller wants `[m][n]` (token rows).
-fn scatter_to_token_rows(out_t: &[f32], out: &mut [f32], m: usize, n: usize) {
-    for (i, col) in out_t.chunks_exact(m).enumerate() {
-        for (j, &v) in col.iter().enumerate() {
-            out[j * n + i] = v;
+/// Tasks own weight rows, so they write `[n][m]`; the caller wants `[m][n]` (token rows). Each
+/// pool task writes whole token rows of `out`, reading them from `out_t`.
+fn scatter_to_token_rows(
+    pool: &Pool,
+    out_t: &[f32],
+    out: &mut [f32],
+    m: usize,
+    n: usize,
+) -> Result<()> {
+    let per_task = pool.chunk_items(m, 1);
+    pool.try_chunks_mut(&mut out[..m * n], per_task * n, |ci, rows| {
+        for (j, row) in rows.chunks_exact_mut(n).enumerate() {
+            let token = ci * per_task + j;
+            for (i, v) in row.iter_mut().enumerate() {
+                *v = out_t[i * m + token];
+            }
         }
-    }
+        Ok(())
+    })
 }
 
 /// Each of the `m` token rows of `x` quantized for `ty` (on the pool when there are several).
@@ -315,18 +326,7 @@ fn matmul_precise(pool: &Pool, jobs: &mut [PreciseJob<'_>], x: &[f32], m: usize)
     })?;
     drop(tasks);
     for (job, out_t) in jobs.iter_mut().zip(&scratch) {
-        let n = job.w.rows();
-        // Each task writes whole token rows of `out`, reading them from the `[n][m]` scratch.
-        let per_task = pool.chunk_items(m, 1);
-        pool.try_chunks_mut(job.out, per_task * n, |ci, rows| {
-            for (j, row) in rows.chunks_exact_mut(n).enumerate() {
-                let token = ci * per_task + j;
-                for (i, v) in row.iter_mut().enumerate() {
-                    *v = out_t[i * m + token];
-                }
-            }
-            Ok(())
-        })?;
+        scatter_to_token_rows(pool, out_t, job.out, m, job.w.rows())?;
     }
     Ok(())
 }

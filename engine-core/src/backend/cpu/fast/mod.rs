@@ -9,7 +9,7 @@
 //!   drift by up to 2.5 in SmolLM2's logits over 30 layers).
 //! - Weights are widened to i16 and multiplied pairwise into i32 (`madd`): one product per value.
 //! - Kernels: `scalar.rs` is the portable reference (non-x86, wasm32); `x86.rs` has AVX2+FMA+F16C
-//!   versions picked at run time. Integer block sums are exact in both (each bound is stated where
+//!   versions and AVX-512 VNNI ones (the same body), the best picked at run time. Integer block sums are exact in both (each bound is stated where
 //!   the sum is formed; K-quant totals go through i64), and both combine them
 //!   with the same f32 operations in the same order, so the two paths give bit-identical results:
 //!   32-blocks add block `b` into lane `b % 8` of eight f32 lanes (the AVX2 path does eight blocks
