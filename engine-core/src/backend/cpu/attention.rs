@@ -1,7 +1,11 @@
-//! Causal grouped-query attention over the KV cache, one (token, head) pair per unit of work.
+//! Causal grouped-query attention over the KV cache. A unit of work is one token and a run of
+//! query heads that share a KV head: each K and V row is read once for all of them.
 //!
 //! Scores `scale·q·k` are `f32` dots (`matmul::dot`), the softmax subtracts the row maximum before
-//! `exp`, and the weighted sum of values is accumulated in `f32` then divided by the `f32` sum.
+//! `exp`, and the weighted sum of values is accumulated in `f32` (in key order) then divided by the
+//! `f32` sum. Every output is computed by the same operations in the same order whatever the unit
+//! size, the thread count or the instruction set (AVX2 is used where present), so all agree bit
+//! for bit.
 
 use super::matmul::dot;
 use super::threads::Pool;
@@ -18,56 +22,133 @@ pub(crate) fn attention(
     out: &mut [f32],
     p: AttentionParams,
 ) -> Result<()> {
-    let AttentionParams {
-        tokens,
-        pos0,
-        heads,
-        kv_heads,
-        head_dim,
-        scale,
-    } = p;
     let sizes = p.check(q.len(), k_cache.len(), v_cache.len(), out.len())?;
-    let (q_len, kv_len) = (sizes.q_len, sizes.kv_rows);
-    let (q_row, kv_row) = (heads * head_dim, kv_heads * head_dim);
+    let q_len = sizes.q_len;
     if q_len == 0 {
         return Ok(());
     }
-    let group = heads / kv_heads;
-    // One unit = one (token, head) pair: `head_dim` outputs costing ~2·kv_len·head_dim flops.
-    let per_task = pool.chunk_items(tokens * heads, 1);
-    pool.try_chunks_mut(&mut out[..q_len], per_task * head_dim, |ci, chunk| {
-        let mut scores = Vec::with_capacity(kv_len);
-        for (u, o) in chunk.chunks_exact_mut(head_dim).enumerate() {
-            let unit = ci * per_task + u;
-            let (t, h) = (unit / heads, unit % heads);
-            let kv_off = (h / group) * head_dim;
-            let qv = &q[t * q_row + h * head_dim..][..head_dim];
-            let keys = pos0 + t + 1;
-            scores.clear();
-            scores.extend(
-                (0..keys).map(|j| dot(qv, &k_cache[j * kv_row + kv_off..][..head_dim]) * scale),
-            );
+    let span = heads_per_unit(pool.threads(), p);
+    let units = p.tokens * p.heads / span;
+    let per_task = pool.chunk_items(units, 1);
+    let job = Job {
+        q,
+        k_cache,
+        v_cache,
+        p,
+        span,
+    };
+    let unit_len = span * p.head_dim;
+    pool.try_chunks_mut(&mut out[..q_len], per_task * unit_len, |ci, chunk| {
+        let mut scores = Vec::with_capacity(span * (p.pos0 + p.tokens));
+        for (u, o) in chunk.chunks_exact_mut(unit_len).enumerate() {
+            job.run(&mut scores, (ci * per_task + u) * span, o);
+        }
+        Ok(())
+    })
+}
+
+/// Query heads per unit: the most heads of one group (a divisor of the group size) that still
+/// leave two units per thread, so a decode step's few KV heads do not idle a thread.
+fn heads_per_unit(threads: usize, p: AttentionParams) -> usize {
+    let group = p.heads / p.kv_heads;
+    (1..=group)
+        .rev()
+        .find(|&s| group.is_multiple_of(s) && p.tokens * p.heads / s >= 2 * threads)
+        .unwrap_or(1)
+}
+
+/// What every unit reads.
+struct Job<'a> {
+    q: &'a [f32],
+    k_cache: &'a [f32],
+    v_cache: &'a [f32],
+    p: AttentionParams,
+    span: usize,
+}
+
+impl Job<'_> {
+    /// Computes the unit whose first (token, head) pair has flat index `first` into `o`.
+    fn run(&self, scores: &mut Vec<f32>, first: usize, o: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, all that `run_avx2` is compiled with.
+            return unsafe { self.run_avx2(scores, first, o) };
+        }
+        self.body(scores, first, o)
+    }
+
+    /// `body` compiled for AVX2 (wider vectors; the same operations in the same order).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn run_avx2(&self, scores: &mut Vec<f32>, first: usize, o: &mut [f32]) {
+        self.body(scores, first, o)
+    }
+
+    #[inline(always)]
+    fn body(&self, scores: &mut Vec<f32>, first: usize, o: &mut [f32]) {
+        let AttentionParams {
+            pos0,
+            heads,
+            kv_heads,
+            head_dim,
+            scale,
+            ..
+        } = self.p;
+        let (t, h0) = (first / heads, first % heads);
+        let (q_row, kv_row) = (heads * head_dim, kv_heads * head_dim);
+        let kv_off = (h0 / (heads / kv_heads)) * head_dim;
+        let keys = pos0 + t + 1;
+        let qs = &self.q[t * q_row + h0 * head_dim..][..self.span * head_dim];
+        scores.clear();
+        scores.resize(self.span * keys, 0.0);
+        // Scores, head by head within each key row, so the row is read once for the run.
+        for j in 0..keys {
+            let kr = &self.k_cache[j * kv_row + kv_off..][..head_dim];
+            for (i, qv) in qs.chunks_exact(head_dim).enumerate() {
+                scores[i * keys + j] = dot(qv, kr) * scale;
+            }
+        }
+        for (row, o) in scores
+            .chunks_exact_mut(keys)
+            .zip(o.chunks_exact_mut(head_dim))
+        {
             // `f32::max` skips NaN, so one NaN score poisons only its own weight.
-            let max = scores.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+            let mut max = f32::NEG_INFINITY;
+            for &s in row.iter() {
+                max = max.max(s);
+            }
             let mut sum = 0f32;
-            for s in scores.iter_mut() {
+            for s in row.iter_mut() {
                 *s = (*s - max).exp();
                 sum += *s;
             }
-            o.fill(0.0);
-            for (j, &wt) in scores.iter().enumerate() {
-                let vr = &v_cache[j * kv_row + kv_off..][..head_dim];
-                for (acc, &v) in o.iter_mut().zip(vr) {
-                    *acc += wt * v;
-                }
-            }
+            self.weighted_values(row, kv_row, kv_off, o);
             let inv = 1.0 / sum;
             for acc in o.iter_mut() {
                 *acc *= inv;
             }
         }
-        Ok(())
-    })
+    }
+
+    /// `o = Σ_j w[j]·V[j]`, each output summed in key order. Outputs go 32 at a time so their
+    /// sums stay in registers while the value rows stream past.
+    #[inline(always)]
+    fn weighted_values(&self, w: &[f32], kv_row: usize, kv_off: usize, o: &mut [f32]) {
+        const STRIP: usize = 32;
+        let mut c0 = 0;
+        while c0 < o.len() {
+            let width = STRIP.min(o.len() - c0);
+            let mut acc = [0f32; STRIP];
+            for (j, &wt) in w.iter().enumerate() {
+                let vr = &self.v_cache[j * kv_row + kv_off + c0..][..width];
+                for (a, &v) in acc.iter_mut().zip(vr) {
+                    *a += wt * v;
+                }
+            }
+            o[c0..c0 + width].copy_from_slice(&acc[..width]);
+            c0 += width;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -185,6 +266,35 @@ mod tests {
         let p = params(9, 3, 6, 3, 20);
         let (q, k, v) = inputs(4, p, 12);
         assert_eq!(run(1, p, &q, &k, &v), run(3, p, &q, &k, &v));
+    }
+
+    #[test]
+    fn unit_size_and_isa_do_not_change_results() {
+        // One token, 6 heads over 2 KV heads: one thread takes runs of 3 heads, three threads
+        // one head per unit (to have 6 units); the portable body and AVX2 agree with both.
+        let p = params(1, 40, 6, 2, 70);
+        assert_eq!(
+            (super::heads_per_unit(1, p), super::heads_per_unit(3, p)),
+            (3, 1)
+        );
+        let (q, k, v) = inputs(5, p, 41);
+        let one = run(1, p, &q, &k, &v);
+        assert_eq!(one, run(3, p, &q, &k, &v));
+        for span in [1, 3] {
+            let job = super::Job {
+                q: &q,
+                k_cache: &k,
+                v_cache: &v,
+                p,
+                span,
+            };
+            let mut portable = vec![0.0; 6 * 70];
+            let mut scores = Vec::new();
+            for (u, o) in portable.chunks_exact_mut(span * 70).enumerate() {
+                job.body(&mut scores, u * span, o);
+            }
+            assert_eq!(portable, one, "span {span}");
+        }
     }
 
     #[test]

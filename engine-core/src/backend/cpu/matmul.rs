@@ -22,6 +22,7 @@ const MIN_GEMV_ROWS: usize = 16;
 
 /// `Σ a[i]·b[i]` in `f32` over `LANES` interleaved partial sums combined pairwise in a fixed order:
 /// deterministic, vectorizable, and more accurate than one running sum (each chain is `k/8` long).
+#[inline]
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let len = a.len().min(b.len());
     let (a, b) = (&a[..len], &b[..len]);
@@ -238,7 +239,10 @@ fn quantize_tokens(
     pool.try_chunks_mut(&mut slots, per_task, |ci, chunk| {
         for (j, slot) in chunk.iter_mut().enumerate() {
             let t = ci * per_task + j;
-            *slot = Some(fast::quantize_activations(ty, &x[t * k..(t + 1) * k])?);
+            let mut xq = fast::quantize_activations(ty, &x[t * k..(t + 1) * k])?;
+            // Several rows go through the GEMM together, which reads this layout.
+            xq.interleave();
+            *slot = Some(xq);
         }
         Ok(())
     })?;

@@ -58,5 +58,23 @@ pub(super) fn quantize(ty: GgmlType, block: usize, x: &[f32]) -> QuantizedActiva
         qs,
         d,
         sums,
+        interleaved: Vec::new(),
     }
+}
+
+/// `qs` (a whole number of `PAD`-value groups) in the layout `QuantizedActivations::interleaved`
+/// describes.
+pub(super) fn interleaved(qs: &[i16]) -> Vec<i16> {
+    let mut out = vec![0i16; qs.len()];
+    for (src, dst) in qs.chunks_exact(PAD).zip(out.chunks_exact_mut(PAD)) {
+        for (v, vector) in dst.chunks_exact_mut(16).enumerate() {
+            let (base, part, p) = (4 * (v / 8), v % 8 / 4, v % 4);
+            for (l, pair) in vector.chunks_exact_mut(2).enumerate() {
+                let block = base + l % 4;
+                let at = block * SUM_BLOCK + 2 * (8 * part + p + 4 * (l / 4));
+                pair.copy_from_slice(&src[at..at + 2]);
+            }
+        }
+    }
+    out
 }

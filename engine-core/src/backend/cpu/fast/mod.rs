@@ -70,6 +70,10 @@ pub struct QuantizedActivations {
     d: Vec<f32>,
     /// Sum of the quantized values of every 32 of `qs` (at most 32·32767 in magnitude).
     sums: Vec<i32>,
+    /// `qs` in the interleaved layout of the x86 GEMM (empty until `interleave`): in each group
+    /// of eight 32-blocks, vector `v` (16 values) lane pair `l` is value pair
+    /// `8·(v % 8 / 4) + v % 4 + 4·(l / 4)` of block `4·(v / 8) + l % 4` of the group.
+    interleaved: Vec<i16>,
 }
 
 impl QuantizedActivations {
@@ -86,6 +90,21 @@ impl QuantizedActivations {
     /// The weight type these activations were quantized for.
     pub fn weight_type(&self) -> GgmlType {
         self.ty
+    }
+
+    /// Adds the layout in which this CPU's GEMM over several activation rows needs no horizontal
+    /// sums (x86 with AVX2, 32-value blocks); elsewhere a no-op. Worth it only when the rows are
+    /// dotted with many weight rows together, as in `gemm_rows`.
+    pub fn interleave(&mut self) {
+        if self.block == SUM_BLOCK && self.interleaved.is_empty() && detected_isa() != Isa::Scalar {
+            self.interleaved = activations::interleaved(&self.qs);
+        }
+    }
+
+    /// Whether `interleave` has added its layout.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    fn has_interleaved(&self) -> bool {
+        !self.interleaved.is_empty()
     }
 }
 

@@ -315,13 +315,26 @@ fn gemm_rows_equals_gemv_rows_for_every_activation_row() {
 fn every_isa_gemm_equals_scalar_gemv() {
     let mut rng = Rng(79);
     let isas = isas();
-    for ty in ALL_TYPES {
-        let (n, k) = (6, test_ks(ty)[1]);
+    for (ty, k) in ALL_TYPES
+        .into_iter()
+        .flat_map(|ty| test_ks(ty)[1..].iter().take(3).map(move |&k| (ty, k)))
+    {
+        let n = 6;
         let w = raw_weights(&mut rng, ty, n, k);
         let row_bytes = w.len() / n;
-        for nx in [1, 3, 7, 8, 13, GEMM_MAX_X] {
+        for (nx, interleave) in [1, 3, 7, 8, 13, GEMM_MAX_X]
+            .into_iter()
+            .flat_map(|nx| [(nx, false), (nx, true)])
+        {
+            // The interleaved layout (as `matmul` adds it for several tokens) must not change a bit.
             let xqs: Vec<_> = (0..nx)
-                .map(|_| quantize_activations(ty, &random_x(&mut rng, k)).unwrap())
+                .map(|_| {
+                    let mut xq = quantize_activations(ty, &random_x(&mut rng, k)).unwrap();
+                    if interleave {
+                        xq.interleave();
+                    }
+                    xq
+                })
                 .collect();
             let xs: Vec<_> = xqs.iter().collect();
             for &isa in &isas {
@@ -334,7 +347,7 @@ fn every_isa_gemm_equals_scalar_gemv() {
                         assert_eq!(
                             got.to_bits(),
                             want.to_bits(),
-                            "{ty} {isa:?} nx={nx} x{j} r{r}"
+                            "{ty} k={k} {isa:?} nx={nx} interleaved={interleave} x{j} r{r}"
                         );
                     }
                 }
@@ -485,6 +498,40 @@ fn bench_gemv() {
             w.len() as f64 / (1 << 20) as f64,
             s_ns / a_ns
         );
+    }
+    // GEMM over several activation rows (batched decode, prefill) with the best ISA, in the
+    // natural and the interleaved activation layout: ns per weight row and activation row.
+    let best_isa = *isas().last().unwrap();
+    for (ty, k, n, name) in &shapes[..4] {
+        let (ty, k, n) = (*ty, *k, (*n).min(1536));
+        let w = raw_weights(&mut rng, ty, n, k);
+        let row_bytes = w.len() / n;
+        for nx in [4, 8, 16] {
+            let mut line = format!("gemm {name:<28} nx={nx:<2}");
+            for interleave in [false, true] {
+                let xqs: Vec<_> = (0..nx)
+                    .map(|_| {
+                        let mut xq = quantize_activations(ty, &random_x(&mut rng, k)).unwrap();
+                        if interleave {
+                            xq.interleave();
+                        }
+                        xq
+                    })
+                    .collect();
+                let xs: Vec<_> = xqs.iter().collect();
+                let mut out = vec![0.0; n * nx];
+                let mut best = f64::INFINITY;
+                for _ in 0..200 {
+                    let t = Instant::now();
+                    Kernels { ty, isa: best_isa }.gemm(&w, row_bytes, &xs, &mut out);
+                    best = best.min(t.elapsed().as_secs_f64());
+                }
+                std::hint::black_box(&out);
+                let ns = best * 1e9 / (n * nx) as f64;
+                line += &format!(" | interleaved={interleave}: {ns:>6.2} ns");
+            }
+            println!("{line}");
+        }
     }
     // Activation quantization, once per matmul.
     let x = random_x(&mut rng, 1536);

@@ -19,6 +19,8 @@ use super::{QuantizedActivations, GEMM_MAX_X};
 use crate::quant::GgmlType;
 use std::arch::x86_64::*;
 
+mod interleaved;
+
 /// `out[r · xs.len() + j] = dot(row r of w, xs[j])`, bit-identical to `scalar::gemv` on each
 /// `xs[j]`, for `out.len() / xs.len()` rows (checked by the caller; `xs.len() ≤ GEMM_MAX_X`). Each
 /// group of eight weight blocks is unpacked once and dotted with every activation row, which is
@@ -122,6 +124,9 @@ unsafe fn gemm_legacy<const TS: usize, const MIN: bool, const OFF: i32, const VN
 ) {
     let nx = xs.len().min(GEMM_MAX_X);
     let xs = &xs[..nx];
+    if xs.iter().all(|xq| xq.has_interleaved()) {
+        return interleaved::gemm_legacy::<TS, MIN, OFF, VNNI>(w, row_bytes, xs, out);
+    }
     for (r, (row, out)) in w
         .chunks_exact(row_bytes)
         .zip(out.chunks_exact_mut(nx))
@@ -393,8 +398,21 @@ fn group_scaled<const MIN: bool, const OFF: i32>(
     xq: &QuantizedActivations,
     b0: usize,
 ) -> __m256 {
+    block_sums_scaled::<MIN, OFF>(acc, hsum8(ints), dw, mw, xq, b0)
+}
+
+/// `group_scaled` from the eight blocks' integer sums `t` (lane i: block `b0 + i`).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn block_sums_scaled<const MIN: bool, const OFF: i32>(
+    acc: __m256,
+    mut t: __m256i,
+    dw: __m256,
+    mw: __m256,
+    xq: &QuantizedActivations,
+    b0: usize,
+) -> __m256 {
     let span = b0..b0 + 8;
-    let mut t = hsum8(ints);
     let needs_sums = MIN || OFF != 0;
     let s = if needs_sums {
         load256(&xq.sums[span.clone()])
