@@ -95,12 +95,14 @@ def test_load_run_200_requests_at_concurrency_8(server):
 
 
 def decode_rate(results):
-    """Aggregate decode tokens per second: tokens after each stream's first, over the span from
-    the first stream's first token to the last stream's last."""
-    first = min(r[2][0] for r in results)
-    last = max(r[2][-1] for r in results)
-    tokens = sum(len(r[2]) - 1 for r in results)
-    return tokens / (last - first)
+    """Aggregate decode tokens per second while every stream is decoding: the tokens that arrive
+    after the last stream's first token and up to the first stream's last one, over that span.
+    The prompts' prefills come before it: they are not decode. For one stream this is its tokens
+    after the first over the time from its first to its last."""
+    start = max(r[2][0] for r in results)
+    end = min(r[2][-1] for r in results)
+    tokens = sum(1 for r in results for t in r[2] if start < t <= end)
+    return tokens / (end - start)
 
 
 def test_continuous_batching_pays(server):
@@ -110,19 +112,25 @@ def test_continuous_batching_pays(server):
                        "temperature": 0, "ignore_eos": True, "stream": True} for i in range(n)]
             return await asyncio.gather(*(stream_one(client, server.url, server.headers(), b)
                                           for b in bodies))
-    one = asyncio.run(streams(1))
-    four = asyncio.run(streams(4))
-    for r in one + four:
-        assert r[0] == 200 and len(r[2]) >= 60, r[:2]
-    single, batched = decode_rate(one), decode_rate(four)
+    # Two rounds, one and four streams alternating; each side's better round counts, so a stall
+    # of the shared machine in one run does not decide the ratio either way.
+    singles, batches = [], []
+    for _ in range(2):
+        one = asyncio.run(streams(1))
+        four = asyncio.run(streams(4))
+        for r in one + four:
+            assert r[0] == 200 and len(r[2]) >= 60, r[:2]
+        singles.append(decode_rate(one))
+        batches.append(decode_rate(four))
+    single, batched = max(singles), max(batches)
     ratio = batched / single
-    report("continuous_batching", {"one_stream_tok_s": round(single, 1),
-                                   "four_streams_tok_s": round(batched, 1),
+    report("continuous_batching", {"one_stream_tok_s": [round(r, 1) for r in singles],
+                                   "four_streams_tok_s": [round(r, 1) for r in batches],
                                    "ratio": round(ratio, 2)})
     # The issue asks for 2.0x; on a 2-core CPU with a 135M model the per-token integer work
     # dominates and batching shares only the weight unpacking and the per-step overhead (the
     # closing note of the server issue has the measurements). This guards what it does give.
-    assert ratio >= 1.15, (single, batched)
+    assert ratio >= 1.15, (singles, batches)
 
 
 def metric(server, name):
