@@ -8,7 +8,8 @@ logits of the first generation step.
 
 Nothing here comes from the Rust code: the GGUF is read with `gguf.GGUFReader`, every tensor is
 dequantized with `gguf.quants.dequantize` and widened to float64, and the forward pass below is a
-plain numpy transcription of the llama / qwen2 architecture as llama.cpp defines it:
+plain numpy transcription of the llama / qwen2 / qwen3 / gemma3 architectures as llama.cpp defines
+them (llama shown; the others' differences below):
 
     x = token_embd[id]
     per layer:  h = rmsnorm(x) * attn_norm
@@ -22,6 +23,16 @@ plain numpy transcription of the llama / qwen2 architecture as llama.cpp defines
     logits = (rmsnorm(x) * output_norm) Wout^T      Wout = output.weight, else token_embd.weight
 
 with rmsnorm(x) = x / sqrt(mean(x^2) + eps). Every value after dequantization is float64.
+
+    qwen2:  q/k/v biases; RoPE pairs are the NeoX halves.
+    qwen3:  NeoX halves; q and k are RMS-normed per head (attn_q_norm, attn_k_norm) before RoPE.
+    gemma3: x = token_embd[id] * sqrt(dim); NeoX halves; per-head q/k norms; the attention output
+            and the MLP output are RMS-normed (post_attention_norm, post_ffw_norm) before each joins
+            x; the MLP is gelu_tanh(h Wgate^T) * (h Wup^T); layer i is a sliding-window layer
+            unless i % 6 == 5 (attention.sliding_window_pattern when given): it sees keys with
+            pos_q - pos_k < attention.sliding_window and rotates with base 10000
+            (rope.freq_base_swa when given); the others see everything and use rope.freq_base.
+            The file's norm weights already hold Gemma's (1 + w) (llama.cpp's converter adds it).
 
 How to run (from the repository root; see fixtures/reference/README.md for the exact commands):
 
@@ -61,7 +72,7 @@ from gguf import GGUFReader
 from gguf.quants import dequantize
 
 FORMAT = "sluice-reference-v1"
-SUPPORTED_ARCHS = ("llama", "qwen2")
+SUPPORTED_ARCHS = ("llama", "qwen2", "qwen3", "gemma3")
 # Token texts that end a turn, besides the GGUF's eos/eot ids.
 STOP_TEXTS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<end_of_turn>")
 
@@ -128,6 +139,13 @@ class Layer:
     w_gate: np.ndarray
     w_up: np.ndarray
     w_down: np.ndarray
+    q_norm: np.ndarray | None = None
+    k_norm: np.ndarray | None = None
+    post_attn_norm: np.ndarray | None = None
+    post_ffn_norm: np.ndarray | None = None
+    # RoPE base and window (0: none) of this layer.
+    rope_base: float = 10000.0
+    window: int = 0
 
 
 class Model:
@@ -158,8 +176,18 @@ class Model:
             self.rope_scale = float(factor)
         if g.has("rope_freqs.weight"):
             raise SystemExit("error: rope_freqs.weight (llama3 rope scaling) is not supported")
-        # llama.cpp: LLM_ARCH_LLAMA uses LLAMA_ROPE_TYPE_NORM (adjacent pairs), qwen2 NEOX (halves).
-        self.neox = arch == "qwen2"
+        # llama.cpp: LLM_ARCH_LLAMA uses LLAMA_ROPE_TYPE_NORM (adjacent pairs), the others NEOX.
+        self.neox = arch != "llama"
+        self.qk_norm = arch in ("qwen3", "gemma3")
+        self.post_norms = arch == "gemma3"
+        self.gelu = arch == "gemma3"
+        self.embed_scale = np.sqrt(float(self.dim)) if arch == "gemma3" else 1.0
+        if arch == "gemma3":
+            self.window = int(g.require(f"{a}.attention.sliding_window"))
+            self.swa_pattern = int(g.get(f"{a}.attention.sliding_window_pattern", 6))
+            self.swa_base = float(g.get(f"{a}.rope.freq_base_swa", 10000.0))
+        else:
+            self.window, self.swa_pattern, self.swa_base = 0, 0, self.rope_base
         if self.n_head % self.n_head_kv:
             raise SystemExit("error: head_count is not a multiple of head_count_kv")
 
@@ -183,15 +211,20 @@ class Model:
                     w_gate=g.tensor(p + "ffn_gate.weight"),
                     w_up=g.tensor(p + "ffn_up.weight"),
                     w_down=g.tensor(p + "ffn_down.weight"),
+                    q_norm=g.tensor(p + "attn_q_norm.weight") if self.qk_norm else None,
+                    k_norm=g.tensor(p + "attn_k_norm.weight") if self.qk_norm else None,
+                    post_attn_norm=g.tensor(p + "post_attention_norm.weight") if self.post_norms else None,
+                    post_ffn_norm=g.tensor(p + "post_ffw_norm.weight") if self.post_norms else None,
                 )
             )
+            sliding = self.swa_pattern > 0 and i % self.swa_pattern < self.swa_pattern - 1
+            self.layers[-1].rope_base = self.swa_base if sliding else self.rope_base
+            self.layers[-1].window = self.window if sliding else 0
         self.output_norm = g.tensor("output_norm.weight")
         self.tied_output = not g.has("output.weight")
         self.output = self.token_embd if self.tied_output else g.tensor("output.weight")
         self.has_qkv_bias = self.layers[0].bq is not None
         self._check_shapes()
-        half = self.rope_dim // 2
-        self.inv_freq = self.rope_base ** (-2.0 * np.arange(half, dtype=np.float64) / self.rope_dim)
 
     def _check_shapes(self):
         d, hd = self.dim, self.head_dim
@@ -221,6 +254,13 @@ class Model:
             "rope_pairing": "neox halves (i, i+d/2)" if self.neox else "adjacent pairs (2i, 2i+1)",
             "tied_output": self.tied_output,
             "qkv_bias": self.has_qkv_bias,
+            "qk_norm": self.qk_norm,
+            "post_norms": self.post_norms,
+            "activation": "gelu_tanh" if self.gelu else "silu",
+            "embedding_scale": self.embed_scale,
+            "sliding_window": self.window,
+            "sliding_window_pattern": self.swa_pattern,
+            "rope_freq_base_swa": self.swa_base if self.window else None,
         }
 
     # -- the forward pass -------------------------------------------------------------------
@@ -228,13 +268,14 @@ class Model:
     def rmsnorm(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
         return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + self.eps) * w
 
-    def rope(self, x: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    def rope(self, x: np.ndarray, pos: np.ndarray, base: float) -> np.ndarray:
         """x: (n, heads, head_dim); rotates the first rope_dim dims of each head."""
-        angles = (pos.astype(np.float64) / self.rope_scale)[:, None] * self.inv_freq[None, :]
+        half = self.rope_dim // 2
+        inv_freq = base ** (-2.0 * np.arange(half, dtype=np.float64) / self.rope_dim)
+        angles = (pos.astype(np.float64) / self.rope_scale)[:, None] * inv_freq[None, :]
         cos = np.cos(angles)[:, None, :]
         sin = np.sin(angles)[:, None, :]
         out = x.copy()
-        half = self.rope_dim // 2
         if self.neox:
             x0, x1 = x[..., :half], x[..., half : self.rope_dim]
             out[..., :half] = x0 * cos - x1 * sin
@@ -254,10 +295,10 @@ class Model:
         H, Hkv, hd = self.n_head, self.n_head_kv, self.head_dim
         group = H // Hkv
         pos = np.arange(start, start + n)
-        x = self.token_embd[np.asarray(ids, dtype=np.int64)]
+        x = self.token_embd[np.asarray(ids, dtype=np.int64)] * self.embed_scale
         total = start + n
         # mask[i, j] = key j is visible to query i (causal).
-        visible = np.arange(total)[None, :] <= pos[:, None]
+        causal = np.arange(total)[None, :] <= pos[:, None]
         scale = 1.0 / np.sqrt(hd)
         for L, (kc, vc) in zip(self.layers, cache):
             h = self.rmsnorm(x, L.attn_norm)
@@ -270,8 +311,14 @@ class Model:
                 k = k + L.bk
             if L.bv is not None:
                 v = v + L.bv
-            q = self.rope(q.reshape(n, H, hd), pos)
-            k = self.rope(k.reshape(n, Hkv, hd), pos)
+            q, k = q.reshape(n, H, hd), k.reshape(n, Hkv, hd)
+            if L.q_norm is not None:
+                q, k = self.rmsnorm(q, L.q_norm), self.rmsnorm(k, L.k_norm)
+            q = self.rope(q, pos, L.rope_base)
+            k = self.rope(k, pos, L.rope_base)
+            visible = causal
+            if L.window:
+                visible = causal & (pos[:, None] - np.arange(total)[None, :] < L.window)
             v = v.reshape(n, Hkv, hd)
             kc.append(k)
             vc.append(v)
@@ -286,11 +333,17 @@ class Model:
             p = np.exp(scores)
             p = p / p.sum(axis=-1, keepdims=True)
             attn = np.einsum("hnt,thd->nhd", p, V).reshape(n, H * hd)
-            x = x + attn @ L.wo.T
+            o = attn @ L.wo.T
+            x = x + (o if L.post_attn_norm is None else self.rmsnorm(o, L.post_attn_norm))
             h = self.rmsnorm(x, L.ffn_norm)
             gate = h @ L.w_gate.T
             up = h @ L.w_up.T
-            x = x + ((gate / (1.0 + np.exp(-gate))) * up) @ L.w_down.T
+            if self.gelu:
+                act = 0.5 * gate * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (gate + 0.044715 * gate**3)))
+            else:
+                act = gate / (1.0 + np.exp(-gate))
+            down = (act * up) @ L.w_down.T
+            x = x + (down if L.post_ffn_norm is None else self.rmsnorm(down, L.post_ffn_norm))
         x = self.rmsnorm(x, self.output_norm)
         return x @ self.output.T
 

@@ -141,6 +141,16 @@ proptest! {
         rig.c.silu_mul(&ca, &cx, &mut co, len).unwrap();
         assert_close("silu_mul", &rig.read(&go, len), co.as_slice(), ELEMENTWISE.0, ELEMENTWISE.1);
 
+        let (mut go, mut co) = rig.both(&vec![0.0; len]);
+        rig.g.gelu_mul(&ga, &gx, &mut go, len).unwrap();
+        rig.c.gelu_mul(&ca, &cx, &mut co, len).unwrap();
+        assert_close("gelu_mul", &rig.read(&go, len), co.as_slice(), ELEMENTWISE.0, ELEMENTWISE.1);
+
+        let (mut gs, mut cs) = rig.both(&a);
+        rig.g.scale(&mut gs, 25.298, len).unwrap();
+        rig.c.scale(&mut cs, 25.298, len).unwrap();
+        prop_assert_eq!(rig.read(&gs, len), cs.as_slice().to_vec());
+
         let cols = len.min(37);
         let rows = len / cols;
         let p = CopyRowsParams { rows: rows / 2, cols, src_row0: rows - rows / 2, dst_row0: 1 };
@@ -213,6 +223,7 @@ proptest! {
         kv_heads in 1usize..3,
         group in 1usize..4,
         head_dim in prop_oneof![Just(64usize), Just(128), 1usize..300],
+        window in prop_oneof![Just(0usize), 1usize..1000],
         seed in any::<u64>(),
     ) {
         let Some(mut rig) = Rig::new(seed) else { return Ok(()) };
@@ -220,6 +231,7 @@ proptest! {
         let p = AttentionParams {
             tokens, pos0, heads, kv_heads, head_dim,
             scale: 1.0 / (head_dim as f32).sqrt(),
+            window,
         };
         let kv = (pos0 + tokens) * kv_heads * head_dim;
         let q = rig.values(tokens * heads * head_dim, 2.0);

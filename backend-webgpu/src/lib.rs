@@ -293,6 +293,20 @@ impl<D: Driver> Backend for WebGpuBackend<D> {
         ops::elementwise::silu_mul(self, gate, up, out, len)
     }
 
+    fn gelu_mul(
+        &self,
+        gate: &Self::Buffer,
+        up: &Self::Buffer,
+        out: &mut Self::Buffer,
+        len: usize,
+    ) -> Result<()> {
+        ops::elementwise::gelu_mul(self, gate, up, out, len)
+    }
+
+    fn scale(&self, x: &mut Self::Buffer, factor: f32, len: usize) -> Result<()> {
+        ops::elementwise::scale(self, x, factor, len)
+    }
+
     fn add(&self, acc: &mut Self::Buffer, x: &Self::Buffer, len: usize) -> Result<()> {
         ops::elementwise::add(self, acc, x, len)
     }

@@ -51,6 +51,7 @@ fn params(
         kv_heads,
         head_dim,
         scale: 1.0 / (head_dim as f32).sqrt(),
+        window: 0,
     }
 }
 
@@ -99,11 +100,27 @@ proptest! {
         head_dim in prop::sample::select(vec![1usize, 7, 32, 64, 80, 128]),
         q_mag in prop::sample::select(vec![1.0f32, 4.0]),
         extra in 0usize..3,
+        window in prop_oneof![Just(0usize), 1usize..=200],
         seed in any::<u64>(),
     ) {
         let Some(g) = shared_gpu() else { return Ok(()) };
-        let p = params(tokens, pos0, kv_heads * ratio, kv_heads, head_dim);
+        let p = AttentionParams { window, ..params(tokens, pos0, kv_heads * ratio, kv_heads, head_dim) };
         let (q, k, v) = inputs(seed, p, q_mag, extra);
+        check(g, p, &q, &k, &v);
+    }
+}
+
+#[test]
+fn sliding_window_over_a_long_context() {
+    // Gemma 3's window of 512 over ~1000 keys: the window starts mid-chunk, at a different key
+    // for each token of the batch.
+    let Some(g) = shared_gpu() else { return };
+    for (tokens, pos0) in [(3, 997), (1, 1023)] {
+        let p = AttentionParams {
+            window: 512,
+            ..params(tokens, pos0, 4, 1, 256)
+        };
+        let (q, k, v) = inputs(pos0 as u64 + 1, p, 4.0, 1);
         check(g, p, &q, &k, &v);
     }
 }

@@ -60,6 +60,19 @@ proptest! {
         let mut co = cpu_buf(&vec![0.0; len]);
         c.silu_mul(&cpu_buf(&a), &cpu_buf(&x), &mut co, len).unwrap();
         assert_close("silu_mul", &read(&g, &go, len), co.as_slice(), ELEMENTWISE.0, ELEMENTWISE.1);
+
+        let mut go = g.alloc(len).unwrap();
+        g.gelu_mul(&gpu_buf(&g, &a), &gpu_buf(&g, &x), &mut go, len).unwrap();
+        let mut co = cpu_buf(&vec![0.0; len]);
+        c.gelu_mul(&cpu_buf(&a), &cpu_buf(&x), &mut co, len).unwrap();
+        assert_close("gelu_mul", &read(&g, &go, len), co.as_slice(), ELEMENTWISE.0, ELEMENTWISE.1);
+
+        let factor = 1.0 + (seed % 7) as f32 * 3.7;
+        let mut ga = gpu_buf(&g, &a);
+        g.scale(&mut ga, factor, len).unwrap();
+        let mut ca = cpu_buf(&a);
+        c.scale(&mut ca, factor, len).unwrap();
+        prop_assert_eq!(read(&g, &ga, len), ca.as_slice().to_vec());
     }
 
     #[test]

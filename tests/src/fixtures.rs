@@ -406,7 +406,7 @@ pub fn parse_synth_command(command: &str) -> SynthConfig {
             "--tied" => tied = true,
             "-o" | "--out" | "--threads" | "--preset" | "--layers" | "--dim" | "--ffn"
             | "--heads" | "--kv-heads" | "--vocab" | "--context" | "--type" | "--arch"
-            | "--seed" => {
+            | "--seed" | "--sliding-window" => {
                 let v = rest
                     .next()
                     .unwrap_or_else(|| panic!("{command}: {w} needs a value"));
@@ -446,6 +446,7 @@ pub fn parse_synth_command(command: &str) -> SynthConfig {
         }),
         tied_output: tied || base.tied_output,
         seed: num(&flags, "--seed", 0),
+        sliding_window: num(&flags, "--sliding-window", base.sliding_window),
         ..base
     }
 }

@@ -1,4 +1,5 @@
-//! The CPU backend against the oracles on the real SmolLM2 model:
+//! The CPU backend against the oracles on the real SmolLM2 model (and on Gemma 3 270M for the
+//! reference checks):
 //! - the exact path (f32 dequantized weights, f32 accumulation) within 0.02 of the float64
 //!   reference at every stored position, and greedy-equal up to the first step where the
 //!   reference's top-2 margin is below 0.02;
@@ -31,7 +32,11 @@ const PRECISE_BOUND: f32 = 0.02;
 const VS_REFERENCE_SLACK: f64 = 0.02;
 
 fn load(path: MatmulPath) -> Option<(CpuBackend, Model<CpuBackend>)> {
-    let file = model_or_skip("smollm2-135m-instruct-q4_1")?;
+    load_model("smollm2-135m-instruct-q4_1", path)
+}
+
+fn load_model(name: &str, path: MatmulPath) -> Option<(CpuBackend, Model<CpuBackend>)> {
+    let file = model_or_skip(name)?;
     let store =
         WeightStore::open(MmapSource::open(&file).unwrap(), StoreConfig::default()).unwrap();
     let backend = CpuBackend::new(CpuConfig { threads: 2, path }).unwrap();
@@ -103,12 +108,16 @@ fn check_prompt(
 }
 
 fn against_reference(path: MatmulPath, bound: f32) {
-    let Some((backend, model)) = load(path) else {
+    against_reference_of("smollm2-135m-instruct-q4_1", "smollm2", path, bound);
+}
+
+fn against_reference_of(model_name: &str, fixture: &str, path: MatmulPath, bound: f32) {
+    let Some((backend, model)) = load_model(model_name, path) else {
         return;
     };
-    let fx = ReferenceFixture::load("smollm2");
+    let fx = ReferenceFixture::load(fixture);
     let vocab = model.vocab_size();
-    assert!(fx.prompts.len() >= 10);
+    assert!(fx.prompts.len() >= 5);
     for p in &fx.prompts {
         let logits = teacher_forced(&backend, &model, p);
         let (worst, steps) = check_prompt(&fx, p, &logits, vocab, bound);
@@ -130,6 +139,28 @@ fn exact_path_matches_the_float64_reference() {
 #[test]
 fn precise_path_stays_within_its_bound_of_the_reference() {
     against_reference(MatmulPath::Precise, PRECISE_BOUND);
+}
+
+/// Gemma 3 (gelu-gated MLP, per-head q/k norms, post-norms, √dim embedding scale, sliding-window
+/// layers with their own RoPE base) on the real 270M file.
+#[test]
+fn gemma3_exact_path_matches_the_float64_reference() {
+    against_reference_of(
+        "gemma3-270m-q4_k_m",
+        "gemma3",
+        MatmulPath::Exact,
+        EXACT_BOUND,
+    );
+}
+
+#[test]
+fn gemma3_precise_path_stays_within_its_bound_of_the_reference() {
+    against_reference_of(
+        "gemma3-270m-q4_k_m",
+        "gemma3",
+        MatmulPath::Precise,
+        PRECISE_BOUND,
+    );
 }
 
 #[test]

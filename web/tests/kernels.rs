@@ -265,10 +265,14 @@ async fn attention_matches_cpu() {
     let Some(g) = gpu().await else { return };
     let c = cpu();
     let mut r = SplitMix64::new(17);
-    // (tokens, pos0, heads, kv_heads, head_dim): grouped-query 2:1 and 4:1, odd head dims.
-    for (tokens, pos0, heads, kv_heads, head_dim) in
-        [(3, 10, 4, 2, 64), (1, 70, 4, 1, 7), (2, 0, 2, 2, 80)]
-    {
+    // (tokens, pos0, heads, kv_heads, head_dim, window): grouped-query 2:1 and 4:1, odd head
+    // dims, a sliding window.
+    for (tokens, pos0, heads, kv_heads, head_dim, window) in [
+        (3, 10, 4, 2, 64, 0),
+        (1, 70, 4, 1, 7, 0),
+        (2, 0, 2, 2, 80, 0),
+        (3, 90, 4, 1, 32, 20),
+    ] {
         let p = AttentionParams {
             tokens,
             pos0,
@@ -276,6 +280,7 @@ async fn attention_matches_cpu() {
             kv_heads,
             head_dim,
             scale: 1.0 / (head_dim as f32).sqrt(),
+            window,
         };
         let q = rand_vec(&mut r, tokens * heads * head_dim, 4.0);
         let kv_len = (pos0 + tokens) * kv_heads * head_dim;

@@ -1,4 +1,5 @@
-// Causal grouped-query attention over the KV cache. A block of 64 threads takes one
+// Causal grouped-query attention over the KV cache (every earlier key, or a sliding window of the
+// last `window`). A block of 64 threads takes one
 // (token, head, split, slice of 256 output dims); query head h reads KV head h / group.
 //
 // Keys are visited in chunks of 64 with an online softmax, so nothing grows with the context:
@@ -27,7 +28,8 @@ struct AttentionParams {
     // Keys per split (a multiple of 64).
     u32 chunk;
     float scale;
-    u32 _pad;
+    // Keys each query sees at most (a sliding window), 0 for all.
+    u32 window;
     // Values per row of q/out (heads * head_dim) and of the caches (kv_heads * head_dim).
     u64 q_row;
     u64 kv_row;
@@ -54,7 +56,9 @@ extern "C" __global__ void attention_f32(const AttentionParams p, const float* _
     const u64 q_base = t * p.q_row + (u64)h * p.head_dim;
     const u64 kv_off = (u64)(h / p.group) * p.head_dim;
     const u32 keys = p.pos0 + (u32)t + 1u;
-    const u32 begin = split * p.chunk;
+    // A sliding window starts at key keys - window; a split wholly before it sums nothing.
+    const u32 first = (p.window != 0u && keys > p.window) ? keys - p.window : 0u;
+    const u32 begin = max(split * p.chunk, first);
     const u32 end = min(keys, begin + p.chunk);
     const u32 d0 = slice * ATT_SLICE + threadIdx.x;
 

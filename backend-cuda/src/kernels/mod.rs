@@ -122,13 +122,13 @@ pub static SILU_MUL: KernelFile = KernelFile {
     name: "silu_mul",
     headers: &[BLOCKS],
     source: include_str!("silu_mul.cu"),
-    entries: &["silu_mul_f32"],
+    entries: &["silu_mul_f32", "gelu_mul_f32"],
 };
 pub static ADD: KernelFile = KernelFile {
     name: "add",
     headers: &[BLOCKS],
     source: include_str!("add.cu"),
-    entries: &["add_f32"],
+    entries: &["add_f32", "scale_f32"],
 };
 pub static SOFTMAX: KernelFile = KernelFile {
     name: "softmax",

@@ -36,7 +36,7 @@ struct AttentionArgs {
     splits: u32,
     chunk: u32,
     scale: f32,
-    _pad: u32,
+    window: u32,
     q_row: u64,
     kv_row: u64,
 }
@@ -71,6 +71,7 @@ pub(crate) fn attention(
         kv_heads,
         head_dim,
         scale,
+        window,
     } = p;
     let sizes = p.check(q.len, k_cache.len, v_cache.len, out.len)?;
     if sizes.q_len == 0 {
@@ -91,7 +92,7 @@ pub(crate) fn attention(
         splits: u32_of(OP, "splits", splits)?,
         chunk: u32_of(OP, "chunk", chunk)?,
         scale,
-        _pad: 0,
+        window: u32_of(OP, "window", window)?,
         q_row: (heads * head_dim) as u64,
         kv_row: (kv_heads * head_dim) as u64,
     };

@@ -1,4 +1,4 @@
-//! `add` and `silu_mul` (one thread per value), and `copy_rows` (a device-to-device copy on the
+//! `add`, `scale`, `silu_mul` and `gelu_mul` (one thread per value), and `copy_rows` (a device-to-device copy on the
 //! compute stream).
 
 use super::{grid_items, launch, need};
@@ -26,6 +26,23 @@ pub(crate) fn add(b: &CudaBackend, acc: &mut CudaBuffer, x: &CudaBuffer, len: us
     )
 }
 
+pub(crate) fn scale(b: &CudaBackend, x: &mut CudaBuffer, factor: f32, len: usize) -> Result<()> {
+    need("scale", "x", x.len, len)?;
+    if len == 0 {
+        return Ok(());
+    }
+    let n = len as u64;
+    launch!(
+        b,
+        ADD,
+        "scale_f32",
+        grid_items("scale", len)?,
+        &n,
+        &mut x.data,
+        &factor
+    )
+}
+
 pub(crate) fn silu_mul(
     b: &CudaBackend,
     gate: &CudaBuffer,
@@ -33,10 +50,31 @@ pub(crate) fn silu_mul(
     out: &mut CudaBuffer,
     len: usize,
 ) -> Result<()> {
-    const OP: &str = "silu_mul";
-    need(OP, "gate", gate.len, len)?;
-    need(OP, "up", up.len, len)?;
-    need(OP, "out", out.len, len)?;
+    gated(b, ("silu_mul", "silu_mul_f32"), gate, up, out, len)
+}
+
+pub(crate) fn gelu_mul(
+    b: &CudaBackend,
+    gate: &CudaBuffer,
+    up: &CudaBuffer,
+    out: &mut CudaBuffer,
+    len: usize,
+) -> Result<()> {
+    gated(b, ("gelu_mul", "gelu_mul_f32"), gate, up, out, len)
+}
+
+/// `out = act(gate) · up` with the kernel `entry` of silu_mul.cu.
+fn gated(
+    b: &CudaBackend,
+    (op, entry): (&'static str, &'static str),
+    gate: &CudaBuffer,
+    up: &CudaBuffer,
+    out: &mut CudaBuffer,
+    len: usize,
+) -> Result<()> {
+    need(op, "gate", gate.len, len)?;
+    need(op, "up", up.len, len)?;
+    need(op, "out", out.len, len)?;
     if len == 0 {
         return Ok(());
     }
@@ -44,8 +82,8 @@ pub(crate) fn silu_mul(
     launch!(
         b,
         SILU_MUL,
-        "silu_mul_f32",
-        grid_items(OP, len)?,
+        entry,
+        grid_items(op, len)?,
         &n,
         &gate.data,
         &up.data,

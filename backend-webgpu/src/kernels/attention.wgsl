@@ -1,4 +1,5 @@
-// Causal grouped-query attention, one workgroup per (token, head, slice of 256 output dims).
+// Causal grouped-query attention, one workgroup per (token, head, slice of 256 output dims), over
+// every earlier key or a sliding window of the last `window`.
 //
 // Keys are visited in chunks of 64 with an online softmax, so no workgroup array grows with the
 // context: thread j scores key `base + j` (a full dot over head_dim), every thread then scans the
@@ -11,7 +12,7 @@
 struct Params {
     tokens: u32, pos0: u32, heads: u32, group: u32,
     head_dim: u32, q_row: u32, kv_row: u32, slices: u32,
-    scale: f32, _a: u32, _b: u32, _c: u32,
+    scale: f32, window: u32, _b: u32, _c: u32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
@@ -43,6 +44,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     let q_base = t * p.q_row + h * p.head_dim;
     let kv_off = (h / p.group) * p.head_dim;
     let keys = p.pos0 + t + 1u;
+    // A sliding window (window > 0) starts at key keys - window.
+    let first = select(0u, keys - p.window, p.window != 0u && keys > p.window);
     let d0 = slice * SLICE + lid.x;
 
     var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
@@ -51,7 +54,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     // the CPU's exp(-inf - -inf) gives.
     var m = -3.4028234663852886e38; // -f32::MAX exactly (Tint rejects -3.4028235e38 as out of range)
     var l = 0.0;
-    for (var base = 0u; base < keys; base = base + WG) {
+    for (var base = first; base < keys; base = base + WG) {
         let j = base + lid.x;
         let valid = j < keys;
         var s = 0.0;

@@ -47,7 +47,15 @@ impl Kernel {
 pub const QUANT_PRELUDE: &str = include_str!("quant.wgsl");
 
 pub static ADD: Kernel = Kernel::new("add", &[include_str!("add.wgsl")]);
-pub static SILU_MUL: Kernel = Kernel::new("silu_mul", &[include_str!("silu_mul.wgsl")]);
+pub static SILU_MUL: Kernel = Kernel::new(
+    "silu_mul",
+    &["const GELU: bool = false;\n", include_str!("silu_mul.wgsl")],
+);
+pub static GELU_MUL: Kernel = Kernel::new(
+    "gelu_mul",
+    &["const GELU: bool = true;\n", include_str!("silu_mul.wgsl")],
+);
+pub static SCALE: Kernel = Kernel::new("scale", &[include_str!("scale.wgsl")]);
 pub static RMS_NORM_F32: Kernel = Kernel::new(
     "rms_norm_f32",
     &[
@@ -144,6 +152,8 @@ pub fn all() -> Vec<&'static Kernel> {
     let mut v: Vec<&'static Kernel> = vec![
         &ADD,
         &SILU_MUL,
+        &GELU_MUL,
+        &SCALE,
         &RMS_NORM_F32,
         &RMS_NORM_F16,
         &SOFTMAX,

@@ -35,6 +35,7 @@ pub(crate) fn attention<D: Driver>(
         kv_heads,
         head_dim,
         scale,
+        window,
     } = p;
     let sizes = p.check(q.len, k_cache.len, v_cache.len, out.len)?;
     let (q_len, kv_size) = (sizes.q_len, sizes.kv_len);
@@ -58,7 +59,7 @@ pub(crate) fn attention<D: Driver>(
         u32_of(OP, "kv_row", kv_row)?,
         u32_of(OP, "slices", slices)?,
         scale.to_bits(),
-        0,
+        u32_of(OP, "window", window)?,
         0,
         0,
     ];

@@ -79,7 +79,8 @@ pub struct CopyRowsParams {
 
 /// Causal grouped-query attention of `tokens` queries at positions `pos0..pos0+tokens` over a KV
 /// cache holding rows `0..pos0+tokens` of `kv_heads * head_dim` values. Query head `h` reads KV head
-/// `h / (heads / kv_heads)`. Output: `tokens` rows of `heads * head_dim`.
+/// `h / (heads / kv_heads)`. Output: `tokens` rows of `heads * head_dim`. With a `window` of `w > 0`
+/// (sliding-window layers) the query at position `p` sees keys `p+1-w ..= p` only.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AttentionParams {
     pub tokens: usize,
@@ -89,6 +90,19 @@ pub struct AttentionParams {
     pub head_dim: usize,
     /// Multiplies `q·k` before the softmax (usually `1/sqrt(head_dim)`).
     pub scale: f32,
+    /// Keys each query sees at most, itself included; 0 for all of them.
+    pub window: usize,
+}
+
+impl AttentionParams {
+    /// The first key row the query token `t` (0-based in the batch) sees.
+    pub fn first_key(&self, t: usize) -> usize {
+        let keys = self.pos0 + t + 1;
+        match self.window {
+            0 => 0,
+            w => keys.saturating_sub(w),
+        }
+    }
 }
 
 /// `rows` rows of `cols` values (softmax, argmax).
@@ -198,6 +212,16 @@ pub trait Backend {
         out: &mut Self::Buffer,
         len: usize,
     ) -> Result<()>;
+    /// `out = gelu(gate) * up` over `len` values, GELU in its tanh form (GeGLU: Gemma).
+    fn gelu_mul(
+        &self,
+        gate: &Self::Buffer,
+        up: &Self::Buffer,
+        out: &mut Self::Buffer,
+        len: usize,
+    ) -> Result<()>;
+    /// `x *= factor` over `len` values (Gemma's embedding scale).
+    fn scale(&self, x: &mut Self::Buffer, factor: f32, len: usize) -> Result<()>;
     /// `acc += x` over `len` values (residual connections).
     fn add(&self, acc: &mut Self::Buffer, x: &Self::Buffer, len: usize) -> Result<()>;
     /// Softmax of each row, in place.

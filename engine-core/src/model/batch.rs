@@ -102,8 +102,8 @@ impl<B: Backend> Model<B> {
                 let pos = session.pos;
                 backend.copy_rows(&s.q, &mut q1, row(d.q_dim, i, 0))?;
                 backend.copy_rows(&s.k, &mut k1, row(d.kv_dim, i, 0))?;
-                backend.rope(&mut q1, self.rope_params(1, d.heads, pos))?;
-                backend.rope(&mut k1, self.rope_params(1, d.kv_heads, pos))?;
+                backend.rope(&mut q1, self.rope_params(layer, 1, d.heads, pos))?;
+                backend.rope(&mut k1, self.rope_params(layer, 1, d.kv_heads, pos))?;
                 backend.copy_rows(&k1, &mut session.k_cache[layer], row(d.kv_dim, 0, pos))?;
                 backend.copy_rows(&s.v, &mut session.v_cache[layer], row(d.kv_dim, i, pos))?;
                 backend.attention(
@@ -111,7 +111,7 @@ impl<B: Backend> Model<B> {
                     &session.k_cache[layer],
                     &session.v_cache[layer],
                     &mut att1,
-                    self.attention_params(1, pos),
+                    self.attention_params(layer, 1, pos),
                 )?;
                 backend.copy_rows(&att1, &mut s.att, row(d.q_dim, 0, i))?;
             }

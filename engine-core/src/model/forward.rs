@@ -1,9 +1,12 @@
 //! The forward pass: embeddings, pre-norm attention and SwiGLU blocks with residuals, final norm,
 //! output head. Every op goes through the backend; only the logits come back.
 
-use super::plan::{ATTN_NORM, FFN_NORM, WK, WO, WQ, WV, W_DOWN, W_GATE, W_UP};
+use super::plan::{
+    ATTN_NORM, FFN_NORM, K_NORM, POST_ATTN_NORM, POST_FFN_NORM, Q_NORM, WK, WO, WQ, WV, W_DOWN,
+    W_GATE, W_UP,
+};
 use super::session::Scratch;
-use super::{Logits, Model, Session};
+use super::{Activation, Logits, Model, Session};
 use crate::backend::{
     AttentionParams, Backend, CopyRowsParams, MatmulOut, MatmulShape, RmsNormParams, RopeParams,
     RowsParams,
@@ -99,7 +102,7 @@ impl<B: Backend> Model<B> {
             Logits::All => m,
         };
         let attend = |layer: usize, s: &mut Scratch<B>| {
-            let rope = |heads| self.rope_params(m, heads, pos0);
+            let rope = |heads| self.rope_params(layer, m, heads, pos0);
             backend.rope(&mut s.q, rope(dims.heads))?;
             backend.rope(&mut s.k, rope(dims.kv_heads))?;
             let append = CopyRowsParams {
@@ -115,7 +118,7 @@ impl<B: Backend> Model<B> {
                 &session.k_cache[layer],
                 &session.v_cache[layer],
                 &mut s.att,
-                self.attention_params(m, pos0),
+                self.attention_params(layer, m, pos0),
             )
         };
         let slices = self.run_layers(backend, &mut s, tokens, rows, attend)?;
@@ -152,7 +155,13 @@ impl<B: Backend> Model<B> {
         }
     }
 
-    pub(super) fn rope_params(&self, tokens: usize, heads: usize, pos0: usize) -> RopeParams {
+    pub(super) fn rope_params(
+        &self,
+        layer: usize,
+        tokens: usize,
+        heads: usize,
+        pos0: usize,
+    ) -> RopeParams {
         let hp = &self.hparams;
         RopeParams {
             tokens,
@@ -160,13 +169,18 @@ impl<B: Backend> Model<B> {
             head_dim: hp.key_length as usize,
             rope_dim: hp.rope_dimension_count as usize,
             pos0,
-            freq_base: hp.rope_freq_base,
+            freq_base: self.layer_attention[layer].freq_base,
             freq_scale: 1.0 / hp.rope_scale,
             style: self.arch.rope_style(),
         }
     }
 
-    pub(super) fn attention_params(&self, tokens: usize, pos0: usize) -> AttentionParams {
+    pub(super) fn attention_params(
+        &self,
+        layer: usize,
+        tokens: usize,
+        pos0: usize,
+    ) -> AttentionParams {
         let d = self.dims();
         AttentionParams {
             tokens,
@@ -175,6 +189,7 @@ impl<B: Backend> Model<B> {
             kv_heads: d.kv_heads,
             head_dim: d.head_dim,
             scale: 1.0 / (d.head_dim as f32).sqrt(),
+            window: self.layer_attention[layer].window,
         }
     }
 
@@ -206,7 +221,15 @@ impl<B: Backend> Model<B> {
                 Some(gather) => backend.write(&mut s.x, &gather(tokens)?)?,
                 None => backend.embedding(embd.get(0)?, tokens, &mut s.x)?,
             }
+            if let Some(factor) = self.arch.embedding_scale(&self.hparams) {
+                backend.scale(&mut s.x, factor, m * dim)?;
+            }
         }
+        let head_norm = |heads: usize| RmsNormParams {
+            rows: m * heads,
+            dim: d.head_dim,
+            eps: self.hparams.rms_norm_eps,
+        };
         for (layer, layout) in self.layouts.iter().enumerate() {
             let w = weights.acquire(layer + 1)?;
             let bias = |i: usize| layout.biases[i].map(|p| w.get(p)).transpose();
@@ -217,9 +240,20 @@ impl<B: Backend> Model<B> {
                 matmul_out(w.get(WV)?, bias(2)?, &mut s.v, kv_dim),
             ];
             backend.matmuls(&s.h, m, dim, qkv)?;
+            if let (Some(qn), Some(kn)) = (layout.norms[Q_NORM], layout.norms[K_NORM]) {
+                backend.rms_norm(&s.q, w.get(qn)?, &mut s.qn, head_norm(d.heads))?;
+                backend.rms_norm(&s.k, w.get(kn)?, &mut s.kn, head_norm(d.kv_heads))?;
+                std::mem::swap(&mut s.q, &mut s.qn);
+                std::mem::swap(&mut s.k, &mut s.kn);
+            }
             attend(layer, s)?;
             backend.matmul(w.get(WO)?, None, &s.att, &mut s.o, shape(dim, q_dim))?;
-            backend.add(&mut s.x, &s.o, m * dim)?;
+            self.residual(
+                backend,
+                s,
+                layout.norms[POST_ATTN_NORM].map(|i| w.get(i)),
+                norm,
+            )?;
 
             backend.rms_norm(&s.x, w.get(FFN_NORM)?, &mut s.h, norm)?;
             let gate_up = &mut [
@@ -227,9 +261,17 @@ impl<B: Backend> Model<B> {
                 matmul_out(w.get(W_UP)?, None, &mut s.up, ffn),
             ];
             backend.matmuls(&s.h, m, dim, gate_up)?;
-            backend.silu_mul(&s.gate, &s.up, &mut s.act, m * ffn)?;
+            match self.arch.activation() {
+                Activation::Silu => backend.silu_mul(&s.gate, &s.up, &mut s.act, m * ffn)?,
+                Activation::GeluTanh => backend.gelu_mul(&s.gate, &s.up, &mut s.act, m * ffn)?,
+            }
             backend.matmul(w.get(W_DOWN)?, None, &s.act, &mut s.o, shape(dim, ffn))?;
-            backend.add(&mut s.x, &s.o, m * dim)?;
+            self.residual(
+                backend,
+                s,
+                layout.norms[POST_FFN_NORM].map(|i| w.get(i)),
+                norm,
+            )?;
         }
         let mut last = backend.alloc(rows * dim)?;
         let take = CopyRowsParams {
@@ -260,6 +302,26 @@ impl<B: Backend> Model<B> {
             slices.push((out, n));
         }
         Ok(slices)
+    }
+}
+
+impl<B: Backend> Model<B> {
+    /// `x += o`, or `x += rmsnorm(o)·w` where the architecture norms a sub-layer's output.
+    fn residual(
+        &self,
+        backend: &B,
+        s: &mut Scratch<B>,
+        post_norm: Option<Result<&B::Weight>>,
+        norm: RmsNormParams,
+    ) -> Result<()> {
+        let len = norm.rows * norm.dim;
+        match post_norm {
+            None => backend.add(&mut s.x, &s.o, len),
+            Some(w) => {
+                backend.rms_norm(&s.o, w?, &mut s.h, norm)?;
+                backend.add(&mut s.x, &s.h, len)
+            }
+        }
     }
 }
 

@@ -1,11 +1,13 @@
 //! The llama-family model: architecture detection, weights uploaded to a backend, and the forward
 //! pass over a session's KV cache.
 
+mod arch;
 mod batch;
 mod forward;
 mod generate;
 mod session;
 
+pub use arch::{Activation, Arch, LayerAttention};
 pub use batch::BatchScratch;
 pub use generate::{prefill, sample_after, Generator};
 pub use session::Session;
@@ -16,7 +18,7 @@ mod plan;
 #[cfg(all(test, not(target_family = "wasm")))]
 mod load_tests;
 
-use crate::backend::{Backend, RopeStyle, WeightDesc};
+use crate::backend::{Backend, WeightDesc};
 use crate::gguf::LlamaHparams;
 use crate::prefetch::{Loader, PrefetchStats};
 use crate::schedule::{LayerPlan, LayerScheduler, Residency, SchedulerConfig};
@@ -26,32 +28,6 @@ use crate::{Error, Result};
 use plan::{BlockLayout, PlanKind, TensorPart};
 use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
-
-/// The architectures the forward pass implements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Arch {
-    Llama,
-    Qwen2,
-}
-
-impl Arch {
-    /// From `general.architecture`; anything else is `UnsupportedArchitecture`, naming it.
-    pub fn from_name(name: &str) -> Result<Self> {
-        match name {
-            "llama" => Ok(Arch::Llama),
-            "qwen2" => Ok(Arch::Qwen2),
-            other => Err(Error::UnsupportedArchitecture(other.to_string())),
-        }
-    }
-
-    /// llama's converter permutes q/k for adjacent-pair RoPE; qwen2 keeps the NeoX halves.
-    pub fn rope_style(self) -> RopeStyle {
-        match self {
-            Arch::Llama => RopeStyle::Normal,
-            Arch::Qwen2 => RopeStyle::Neox,
-        }
-    }
-}
 
 /// Which logits a forward pass returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +43,8 @@ pub enum Logits {
 pub struct Model<B: Backend> {
     pub arch: Arch,
     pub hparams: LlamaHparams,
+    /// Each layer's RoPE base and attention window.
+    layer_attention: Vec<LayerAttention>,
     layouts: Vec<BlockLayout>,
     /// Rows of the head each output step computes.
     head_rows: Vec<Range<u64>>,
@@ -82,13 +60,12 @@ impl<B: Backend> Model<B> {
     /// Reads the hyperparameters and uploads every weight of `store` to `backend` now. A host
     /// backend's weights borrow from a memory-resident `store` (keeping it alive), not copy it.
     pub fn load<S: ByteSource + 'static>(backend: &B, store: Arc<WeightStore<S>>) -> Result<Self> {
-        let (arch, hparams) = read_hparams(&store)?;
-        let mp = plan::llama_plan(&store, &hparams, PlanKind::Resident)?;
+        let (arch, hparams, layer_attention) = read_hparams(&store)?;
+        let mp = plan::llama_plan(&store, &hparams, arch, PlanKind::Resident)?;
         let parts = mp.parts;
         let weights = LayerScheduler::resident(mp.plan, |t| upload(backend, &store, &parts[t]))?;
         Ok(Self::new(
-            arch,
-            hparams,
+            (arch, hparams, layer_attention),
             mp.layouts,
             mp.head_rows,
             None,
@@ -107,8 +84,8 @@ impl<B: Backend> Model<B> {
     where
         B: Clone + Send + Sync + 'static,
     {
-        let (arch, hparams) = read_hparams(&store)?;
-        let mp = plan::llama_plan(&store, &hparams, PlanKind::Streamed)?;
+        let (arch, hparams, layer_attention) = read_hparams(&store)?;
+        let mp = plan::llama_plan(&store, &hparams, arch, PlanKind::Streamed)?;
         let parts: Arc<[TensorPart]> = mp.parts.into();
         let embedding = host_embedding(store.clone())?;
         let backend = backend.clone();
@@ -116,8 +93,7 @@ impl<B: Backend> Model<B> {
             Arc::new(move |t| upload(&backend, &store, &parts[t]));
         let weights = LayerScheduler::new(mp.plan, config, loader)?;
         Ok(Self::new(
-            arch,
-            hparams,
+            (arch, hparams, layer_attention),
             mp.layouts,
             mp.head_rows,
             Some(embedding),
@@ -126,8 +102,7 @@ impl<B: Backend> Model<B> {
     }
 
     fn new(
-        arch: Arch,
-        hparams: LlamaHparams,
+        (arch, hparams, layer_attention): (Arch, LlamaHparams, Vec<LayerAttention>),
         layouts: Vec<BlockLayout>,
         head_rows: Vec<Range<u64>>,
         host_embedding: Option<HostEmbedding>,
@@ -136,6 +111,7 @@ impl<B: Backend> Model<B> {
         Self {
             arch,
             hparams,
+            layer_attention,
             layouts,
             head_rows,
             host_embedding,
@@ -180,9 +156,11 @@ impl<B: Backend> Model<B> {
     }
 }
 
-/// The architecture and hyperparameters of the model in `store`, checked for what the forward pass
-/// assumes.
-fn read_hparams<S: ByteSource>(store: &WeightStore<S>) -> Result<(Arch, LlamaHparams)> {
+/// The architecture, hyperparameters and per-layer attention of the model in `store`, checked for
+/// what the forward pass assumes.
+fn read_hparams<S: ByteSource>(
+    store: &WeightStore<S>,
+) -> Result<(Arch, LlamaHparams, Vec<LayerAttention>)> {
     let file = store.gguf();
     let arch = Arch::from_name(file.architecture()?)?;
     let hparams = LlamaHparams::from_metadata(&file.metadata)?;
@@ -192,13 +170,30 @@ fn read_hparams<S: ByteSource>(store: &WeightStore<S>) -> Result<(Arch, LlamaHpa
             hparams.key_length, hparams.value_length
         )));
     }
-    Ok((arch, hparams))
+    // A RoPE scaling the forward pass does not implement would give wrong answers: refuse it.
+    let scaling_key = format!("{}.rope.scaling.type", hparams.architecture);
+    match file.metadata.get_str(&scaling_key)? {
+        None | Some("none") | Some("linear") => {}
+        Some(other) => {
+            return Err(Error::Config(format!(
+                "RoPE scaling '{other}' ({scaling_key}) is not implemented"
+            )))
+        }
+    }
+    if store.tensor("rope_freqs.weight").is_ok() {
+        return Err(Error::Config(
+            "per-frequency RoPE factors (rope_freqs.weight, as Llama 3.x uses) are not implemented"
+                .into(),
+        ));
+    }
+    let layers = arch::layer_attention(arch, &hparams, &file.metadata)?;
+    Ok((arch, hparams, layers))
 }
 
 /// The layer plan a streamed load of the model in `store` walks (for `sluice inspect --plan`).
 pub fn layer_plan<S: ByteSource>(store: &WeightStore<S>) -> Result<LayerPlan> {
-    let (_, hparams) = read_hparams(store)?;
-    Ok(plan::llama_plan(store, &hparams, PlanKind::Streamed)?.plan)
+    let (arch, hparams, _) = read_hparams(store)?;
+    Ok(plan::llama_plan(store, &hparams, arch, PlanKind::Streamed)?.plan)
 }
 
 /// Reads a planned tensor (or its rows) from `store` and uploads it as stored; a whole tensor goes

@@ -1,6 +1,7 @@
 //! The llama-family layer plan: the steps of a forward pass (embedding, blocks, output head) and the
 //! GGUF tensors each reads, in the order the forward pass indexes them.
 
+use super::Arch;
 use crate::gguf::LlamaHparams;
 use crate::schedule::{LayerPlan, PlanStep, PlannedTensor};
 use crate::source::ByteSource;
@@ -32,10 +33,30 @@ const BLOCK_WEIGHTS: [&str; 9] = [
 ];
 const BLOCK_BIASES: [&str; 3] = ["attn_q", "attn_k", "attn_v"];
 
-/// Where a block's optional q/k/v biases sit in its step (qwen2 has them, llama not).
+/// Positions in `BlockLayout::norms` of the norms some architectures add.
+pub(super) const Q_NORM: usize = 0;
+pub(super) const K_NORM: usize = 1;
+pub(super) const POST_ATTN_NORM: usize = 2;
+pub(super) const POST_FFN_NORM: usize = 3;
+const BLOCK_NORMS: [&str; 4] = [
+    "attn_q_norm",
+    "attn_k_norm",
+    "post_attention_norm",
+    "post_ffw_norm",
+];
+
+/// Where a block's optional tensors sit in its step: q/k/v biases (qwen2 has them, llama not) and
+/// the extra norms (`BLOCK_NORMS`: per-head q/k norms for qwen3 and gemma3, post-norms for gemma3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(super) struct BlockLayout {
     pub biases: [Option<usize>; 3],
+    pub norms: [Option<usize>; 4],
+}
+
+/// Which of `BLOCK_NORMS` the architecture needs.
+fn needed_norms(arch: Arch) -> [bool; 4] {
+    let (qk, post) = (arch.qk_norm(), arch.post_norms());
+    [qk, qk, post, post]
 }
 
 /// What the device holds for a planned tensor: a whole GGUF tensor, or some of its rows.
@@ -71,6 +92,7 @@ pub(super) enum PlanKind {
 pub(super) fn llama_plan<S: ByteSource>(
     store: &WeightStore<S>,
     hparams: &LlamaHparams,
+    arch: Arch,
     kind: PlanKind,
 ) -> Result<ModelPlan> {
     let mut builder = Builder::default();
@@ -102,6 +124,18 @@ pub(super) fn llama_plan<S: ByteSource>(
                 }
                 Err(Error::TensorNotFound(_)) => {}
                 Err(e) => return Err(e),
+            }
+        }
+        // The norms the architecture needs must be there (a missing one names itself).
+        for ((slot, n), needed) in layout
+            .norms
+            .iter_mut()
+            .zip(BLOCK_NORMS)
+            .zip(needed_norms(arch))
+        {
+            if needed {
+                *slot = Some(tensors.len());
+                tensors.push(builder.tensor(store, &format!("blk.{i}.{n}.weight"))?);
             }
         }
         layouts.push(layout);

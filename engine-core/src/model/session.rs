@@ -13,6 +13,9 @@ pub(super) struct Scratch<B: Backend> {
     pub q: B::Buffer,
     pub k: B::Buffer,
     pub v: B::Buffer,
+    /// Where per-head norms write q and k (then swapped with them).
+    pub qn: B::Buffer,
+    pub kn: B::Buffer,
     pub att: B::Buffer,
     pub o: B::Buffer,
     pub gate: B::Buffer,
@@ -30,6 +33,8 @@ impl<B: Backend> Scratch<B> {
             q: backend.alloc(m * d.q_dim)?,
             k: backend.alloc(m * d.kv_dim)?,
             v: backend.alloc(m * d.kv_dim)?,
+            qn: backend.alloc(m * d.q_dim)?,
+            kn: backend.alloc(m * d.kv_dim)?,
             att: backend.alloc(m * d.q_dim)?,
             o: backend.alloc(m * d.dim)?,
             gate: backend.alloc(m * d.ffn)?,

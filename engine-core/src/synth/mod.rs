@@ -22,21 +22,36 @@ const CHUNK_ELEMENTS: usize = 1 << 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SynthArch {
     Llama,
+    /// q/k/v biases.
     Qwen2,
+    /// Per-head q/k norms.
+    Qwen3,
+    /// Per-head q/k norms, post-attention and post-MLP norms, a sliding window
+    /// (`SynthConfig::sliding_window`) on five layers of every six.
+    Gemma3,
 }
 
 impl SynthArch {
+    pub const ALL: [SynthArch; 4] = [
+        SynthArch::Llama,
+        SynthArch::Qwen2,
+        SynthArch::Qwen3,
+        SynthArch::Gemma3,
+    ];
+
     /// The `general.architecture` value and metadata key prefix.
     pub fn name(self) -> &'static str {
         match self {
             SynthArch::Llama => "llama",
             SynthArch::Qwen2 => "qwen2",
+            SynthArch::Qwen3 => "qwen3",
+            SynthArch::Gemma3 => "gemma3",
         }
     }
 
-    /// Parses `llama` or `qwen2`.
+    /// Parses an architecture name (`ALL`'s names).
     pub fn from_name(name: &str) -> Option<Self> {
-        [SynthArch::Llama, SynthArch::Qwen2]
+        Self::ALL
             .into_iter()
             .find(|a| a.name().eq_ignore_ascii_case(name))
     }
@@ -61,6 +76,8 @@ pub struct SynthConfig {
     pub seed: u64,
     pub rope_freq_base: f32,
     pub rms_norm_eps: f32,
+    /// Keys a sliding-window layer sees (gemma3 only, which needs one).
+    pub sliding_window: u64,
 }
 
 impl Default for SynthConfig {
@@ -80,6 +97,7 @@ impl Default for SynthConfig {
             seed: 0,
             rope_freq_base: 10_000.0,
             rms_norm_eps: 1e-5,
+            sliding_window: 512,
         }
     }
 }
@@ -155,6 +173,9 @@ impl SynthConfig {
         if self.context == 0 {
             return fail("context must be positive".into());
         }
+        if self.arch == SynthArch::Gemma3 && self.sliding_window == 0 {
+            return fail("gemma3 needs a positive sliding window".into());
+        }
         Ok(())
     }
 
@@ -184,6 +205,19 @@ impl SynthConfig {
                 TensorSpec::new(name("ffn_up"), &[self.dim, self.ffn], w),
                 TensorSpec::new(name("ffn_down"), &[self.ffn, self.dim], w),
             ]);
+            if matches!(self.arch, SynthArch::Qwen3 | SynthArch::Gemma3) {
+                let hd = self.head_dim();
+                specs.extend([
+                    TensorSpec::new(name("attn_q_norm"), &[hd], GgmlType::F32),
+                    TensorSpec::new(name("attn_k_norm"), &[hd], GgmlType::F32),
+                ]);
+            }
+            if self.arch == SynthArch::Gemma3 {
+                specs.extend([
+                    TensorSpec::new(name("post_attention_norm"), &[self.dim], GgmlType::F32),
+                    TensorSpec::new(name("post_ffw_norm"), &[self.dim], GgmlType::F32),
+                ]);
+            }
             if self.arch == SynthArch::Qwen2 {
                 let bias = |t: &str| format!("blk.{i}.{t}.bias");
                 specs.extend([
@@ -254,6 +288,12 @@ impl SynthConfig {
             Value::F32(self.rms_norm_eps),
         );
         m.set(format!("{arch}.vocab_size"), u32_of("vocab", self.vocab)?);
+        if self.arch == SynthArch::Gemma3 {
+            m.set(
+                format!("{arch}.attention.sliding_window"),
+                u32_of("sliding window", self.sliding_window)?,
+            );
+        }
         m.set("sluice.synth.seed", Value::U64(self.seed));
         vocab::add_tokenizer(&mut m, self.vocab)?;
         Ok(m)

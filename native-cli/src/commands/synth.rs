@@ -34,9 +34,13 @@ pub struct SynthArgs {
     /// Weight type of the matrices: F32, F16, Q8_0, Q4_0, Q4_1, Q4_K or Q6_K.
     #[arg(long = "type", value_parser = parse_type)]
     pub weight_type: Option<GgmlType>,
-    /// Architecture: llama, or qwen2 (with q/k/v biases).
+    /// Architecture: llama; qwen2 (q/k/v biases); qwen3 (per-head q/k norms); gemma3 (q/k norms,
+    /// post-norms, GeGLU, √dim embedding scale, sliding-window layers).
     #[arg(long, value_parser = parse_arch)]
     pub arch: Option<SynthArch>,
+    /// Keys a gemma3 sliding-window layer sees (five layers of every six are such layers).
+    #[arg(long)]
+    pub sliding_window: Option<u64>,
     /// Tie the output head to the embeddings (no output.weight).
     #[arg(long)]
     pub tied: bool,
@@ -49,7 +53,7 @@ pub struct SynthArgs {
 
 fn parse_arch(s: &str) -> Result<SynthArch, String> {
     SynthArch::from_name(s)
-        .ok_or_else(|| format!("unknown architecture '{s}' (known: llama, qwen2)"))
+        .ok_or_else(|| format!("unknown architecture '{s}' (known: llama, qwen2, qwen3, gemma3)"))
 }
 
 fn parse_type(s: &str) -> Result<GgmlType, String> {
@@ -76,6 +80,7 @@ impl SynthArgs {
             arch: self.arch.unwrap_or(base.arch),
             tied_output: self.tied || base.tied_output,
             seed: self.seed,
+            sliding_window: self.sliding_window.unwrap_or(base.sliding_window),
             ..base
         })
     }

@@ -97,13 +97,19 @@ impl Job<'_> {
         let (t, h0) = (first / heads, first % heads);
         let (q_row, kv_row) = (heads * head_dim, kv_heads * head_dim);
         let kv_off = (h0 / (heads / kv_heads)) * head_dim;
-        let keys = pos0 + t + 1;
+        // Keys `first..pos0 + t + 1` (all of them, or the sliding window's).
+        let first = self.p.first_key(t);
+        let keys = pos0 + t + 1 - first;
+        let (k_cache, v_cache) = (
+            &self.k_cache[first * kv_row..],
+            &self.v_cache[first * kv_row..],
+        );
         let qs = &self.q[t * q_row + h0 * head_dim..][..self.span * head_dim];
         scores.clear();
         scores.resize(self.span * keys, 0.0);
         // Scores, head by head within each key row, so the row is read once for the run.
         for j in 0..keys {
-            let kr = &self.k_cache[j * kv_row + kv_off..][..head_dim];
+            let kr = &k_cache[j * kv_row + kv_off..][..head_dim];
             for (i, qv) in qs.chunks_exact(head_dim).enumerate() {
                 scores[i * keys + j] = dot(qv, kr) * scale;
             }
@@ -122,32 +128,32 @@ impl Job<'_> {
                 *s = (*s - max).exp();
                 sum += *s;
             }
-            self.weighted_values(row, kv_row, kv_off, o);
+            weighted_values(v_cache, row, kv_row, kv_off, o);
             let inv = 1.0 / sum;
             for acc in o.iter_mut() {
                 *acc *= inv;
             }
         }
     }
+}
 
-    /// `o = Σ_j w[j]·V[j]`, each output summed in key order. Outputs go 32 at a time so their
-    /// sums stay in registers while the value rows stream past.
-    #[inline(always)]
-    fn weighted_values(&self, w: &[f32], kv_row: usize, kv_off: usize, o: &mut [f32]) {
-        const STRIP: usize = 32;
-        let mut c0 = 0;
-        while c0 < o.len() {
-            let width = STRIP.min(o.len() - c0);
-            let mut acc = [0f32; STRIP];
-            for (j, &wt) in w.iter().enumerate() {
-                let vr = &self.v_cache[j * kv_row + kv_off + c0..][..width];
-                for (a, &v) in acc.iter_mut().zip(vr) {
-                    *a += wt * v;
-                }
+/// `o = Σ_j w[j]·V[j]`, each output summed in key order. Outputs go 32 at a time so their
+/// sums stay in registers while the value rows stream past.
+#[inline(always)]
+fn weighted_values(v_cache: &[f32], w: &[f32], kv_row: usize, kv_off: usize, o: &mut [f32]) {
+    const STRIP: usize = 32;
+    let mut c0 = 0;
+    while c0 < o.len() {
+        let width = STRIP.min(o.len() - c0);
+        let mut acc = [0f32; STRIP];
+        for (j, &wt) in w.iter().enumerate() {
+            let vr = &v_cache[j * kv_row + kv_off + c0..][..width];
+            for (a, &v) in acc.iter_mut().zip(vr) {
+                *a += wt * v;
             }
-            o[c0..c0 + width].copy_from_slice(&acc[..width]);
-            c0 += width;
         }
+        o[c0..c0 + width].copy_from_slice(&acc[..width]);
+        c0 += width;
     }
 }
 
@@ -196,6 +202,7 @@ mod tests {
             kv_heads,
             head_dim: hd,
             scale: 1.0 / (hd as f32).sqrt(),
+            window: 0,
         }
     }
 
@@ -295,6 +302,35 @@ mod tests {
             }
             assert_eq!(portable, one, "span {span}");
         }
+    }
+
+    #[test]
+    fn a_window_sees_only_its_last_keys() {
+        // With a window of 4, the query at position p attends to keys p-3..=p: the same as a
+        // full attention whose cache starts at row p-3, bit for bit.
+        let mut p = params(3, 10, 4, 2, 16);
+        p.window = 4;
+        let (q, k, v) = inputs(6, p, 13);
+        let got = run(2, p, &q, &k, &v);
+        let (q_row, kv_row) = (4 * 16, 2 * 16);
+        for t in 0..3 {
+            let first = 10 + t + 1 - 4;
+            assert_eq!(p.first_key(t), first);
+            let one = params(1, 3, 4, 2, 16);
+            let want = run(
+                2,
+                one,
+                &q[t * q_row..(t + 1) * q_row],
+                &k[first * kv_row..],
+                &v[first * kv_row..],
+            );
+            assert_eq!(&got[t * q_row..(t + 1) * q_row], &want[..], "token {t}");
+        }
+        // A window wider than the history changes nothing.
+        let mut wide = p;
+        wide.window = 100;
+        p.window = 0;
+        assert_eq!(run(1, wide, &q, &k, &v), run(1, p, &q, &k, &v));
     }
 
     #[test]

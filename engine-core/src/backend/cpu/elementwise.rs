@@ -1,4 +1,5 @@
-//! Element-wise ops: `silu_mul` (the SwiGLU gate), `add` (residuals) and `copy_rows` (KV append).
+//! Element-wise ops: `silu_mul` and `gelu_mul` (the SwiGLU and GeGLU gates), `scale`, `add`
+//! (residuals) and `copy_rows` (KV append).
 
 use super::need;
 use super::threads::Pool;
@@ -21,16 +22,55 @@ pub(crate) fn silu_mul(
     out: &mut [f32],
     len: usize,
 ) -> Result<()> {
-    const OP: &str = "silu_mul";
-    need(OP, "gate", gate.len(), len)?;
-    need(OP, "up", up.len(), len)?;
-    need(OP, "out", out.len(), len)?;
+    gated("silu_mul", pool, (gate, up, out), len, silu)
+}
+
+/// GELU in its tanh form, `x/2 · (1 + tanh(√(2/π)·(x + 0.044715·x³)))`, as Gemma uses it.
+pub(crate) fn gelu_tanh(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x)).tanh())
+}
+
+/// `out[i] = act(gate[i]) · up[i]` for `i < len`.
+fn gated(
+    op: &'static str,
+    pool: &Pool,
+    (gate, up, out): (&[f32], &[f32], &mut [f32]),
+    len: usize,
+    act: impl Fn(f32) -> f32 + Sync + Send,
+) -> Result<()> {
+    need(op, "gate", gate.len(), len)?;
+    need(op, "up", up.len(), len)?;
+    need(op, "out", out.len(), len)?;
     let per_task = pool.chunk_items(len, MIN_VALUES);
     pool.try_chunks_mut(&mut out[..len], per_task, |ci, o| {
         let start = ci * per_task;
         let (g, u) = (&gate[start..start + o.len()], &up[start..start + o.len()]);
         for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
-            *o = silu(g) * u;
+            *o = act(g) * u;
+        }
+        Ok(())
+    })
+}
+
+/// `out[i] = gelu_tanh(gate[i]) · up[i]` for `i < len`.
+pub(crate) fn gelu_mul(
+    pool: &Pool,
+    gate: &[f32],
+    up: &[f32],
+    out: &mut [f32],
+    len: usize,
+) -> Result<()> {
+    gated("gelu_mul", pool, (gate, up, out), len, gelu_tanh)
+}
+
+/// `x[i] *= factor` for `i < len`.
+pub(crate) fn scale(pool: &Pool, x: &mut [f32], factor: f32, len: usize) -> Result<()> {
+    need("scale", "x", x.len(), len)?;
+    let per_task = pool.chunk_items(len, MIN_VALUES);
+    pool.try_chunks_mut(&mut x[..len], per_task, |_, chunk| {
+        for v in chunk.iter_mut() {
+            *v *= factor;
         }
         Ok(())
     })
@@ -65,6 +105,38 @@ pub(crate) fn copy_rows(src: &[f32], dst: &mut [f32], p: CopyRowsParams) -> Resu
 mod tests {
     use super::super::reference::*;
     use crate::backend::{Backend, CopyRowsParams};
+
+    #[test]
+    fn gelu_mul_matches_f64() {
+        let len = 2 * (1 << 14) + 5;
+        let mut r = rng(7);
+        let mut gate = rand_vec(&mut r, len, 6.0);
+        gate[..4].copy_from_slice(&[-200.0, 200.0, 0.0, -3.0]);
+        let up = rand_vec(&mut r, len, 2.0);
+        let want = gelu_mul_f64(&gate, &up);
+        let mut out = buf(vec![5.0; len + 1]);
+        backend(3)
+            .gelu_mul(&buf(gate.clone()), &buf(up.clone()), &mut out, len)
+            .expect("gelu_mul");
+        // tanh and a few products in f32: within 1e-6 relative, plus an absolute floor for the
+        // cancellation of 1 + tanh near -1 (large negative gates, where the result is ~0).
+        let tol: Vec<f64> = want.iter().map(|w| 1e-6 * w.abs() + 1e-6).collect();
+        assert_close("gelu_mul", &out.as_slice()[..len], &want, &tol);
+        assert_eq!(out.as_slice()[len], 5.0);
+        let mut one = buf(vec![5.0; len + 1]);
+        backend(1)
+            .gelu_mul(&buf(gate), &buf(up), &mut one, len)
+            .expect("1 thread");
+        assert_eq!(out, one);
+    }
+
+    #[test]
+    fn scale_multiplies_the_prefix_only() {
+        let mut x = buf(vec![1.5, -2.0, 4.0, 7.0]);
+        backend(2).scale(&mut x, 2.5, 3).expect("scale");
+        assert_eq!(x.as_slice(), &[3.75, -5.0, 10.0, 7.0]);
+        assert_shape_err(backend(1).scale(&mut x, 2.0, 5), "scale");
+    }
 
     #[test]
     fn silu_mul_matches_f64() {

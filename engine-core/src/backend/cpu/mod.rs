@@ -345,6 +345,20 @@ impl Backend for CpuBackend {
         elementwise::silu_mul(&self.pool, &gate.0, &up.0, &mut out.0, len)
     }
 
+    fn gelu_mul(
+        &self,
+        gate: &CpuBuffer,
+        up: &CpuBuffer,
+        out: &mut CpuBuffer,
+        len: usize,
+    ) -> Result<()> {
+        elementwise::gelu_mul(&self.pool, &gate.0, &up.0, &mut out.0, len)
+    }
+
+    fn scale(&self, x: &mut CpuBuffer, factor: f32, len: usize) -> Result<()> {
+        elementwise::scale(&self.pool, &mut x.0, factor, len)
+    }
+
     fn add(&self, acc: &mut CpuBuffer, x: &CpuBuffer, len: usize) -> Result<()> {
         elementwise::add(&self.pool, &mut acc.0, &x.0, len)
     }

@@ -297,6 +297,18 @@ pub fn softmax_f64(x: &[f32], rows: usize, cols: usize) -> Vec<f64> {
     out
 }
 
+/// `gelu_tanh(gate) · up` in f64.
+pub fn gelu_mul_f64(gate: &[f32], up: &[f32]) -> Vec<f64> {
+    let c = (2.0 / std::f64::consts::PI).sqrt();
+    gate.iter()
+        .zip(up)
+        .map(|(&g, &u)| {
+            let g = f64::from(g);
+            0.5 * g * (1.0 + (c * (g + 0.044715 * g * g * g)).tanh()) * f64::from(u)
+        })
+        .collect()
+}
+
 pub fn silu_mul_f64(gate: &[f32], up: &[f32]) -> Vec<f64> {
     gate.iter()
         .zip(up)
