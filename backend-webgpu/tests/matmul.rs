@@ -17,7 +17,7 @@ use std::sync::OnceLock;
 type GpuWeight = <WebGpuBackend as Backend>::Weight;
 
 /// Every type the WebGPU matmul, dequant and embedding kernels decode.
-const TYPES: [GgmlType; 7] = [
+const TYPES: [GgmlType; 9] = [
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::Q4_0,
@@ -25,13 +25,15 @@ const TYPES: [GgmlType; 7] = [
     GgmlType::Q8_0,
     GgmlType::Q4_K,
     GgmlType::Q6_K,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
 ];
 
 /// Written past `m·n` (and past the gathered rows) before each op: it must still be there after.
 const SENTINEL: f32 = 7.0;
 
 /// One backend for the whole file: pipelines are compiled once per kernel, not once per case
-/// (lavapipe compiles each in tens of milliseconds; the file's 28 kernels add up).
+/// (lavapipe compiles each in tens of milliseconds; the file's 36 kernels add up).
 fn shared_gpu() -> Option<&'static WebGpuBackend> {
     static GPU: OnceLock<Option<WebGpuBackend>> = OnceLock::new();
     GPU.get_or_init(gpu).as_ref()
@@ -50,8 +52,27 @@ fn tolerance(mag: f64, bias: f32) -> f32 {
     (1e-5 * (mag + f64::from(bias.abs())) + 1e-6) as f32
 }
 
-/// Random values in ±`scale`, and their encoding as `ty`.
+/// Random values in ±`scale`, and their encoding as `ty`. Types the engine cannot quantize (Q5_0,
+/// Q5_1) get random blocks instead: random quant bits under f16 scales (and mins) of about
+/// `scale / 16`, so values span about ±`scale` too.
 fn random_weight(r: &mut SplitMix64, ty: GgmlType, len: usize, scale: f32) -> Vec<u8> {
+    if !ty.can_quantize() {
+        let (block, size) = (ty.block_size(), ty.type_size());
+        let scales = match ty {
+            GgmlType::Q5_1 => 2,
+            _ => 1,
+        };
+        let mut bytes = Vec::with_capacity(len / block * size);
+        for _ in 0..len / block {
+            let start = bytes.len();
+            bytes.extend((0..size).map(|_| r.next_u64() as u8));
+            for s in 0..scales {
+                let f = half::f16::from_f32(scale / 16.0 * r.next_signed_unit());
+                bytes[start + 2 * s..start + 2 * s + 2].copy_from_slice(&f.to_le_bytes());
+            }
+        }
+        return bytes;
+    }
     let values = rand_vec(r, len, scale);
     let mut bytes = Vec::new();
     quantize(ty, &values, &mut bytes).expect("quantize");
@@ -489,21 +510,21 @@ fn unsupported_types_are_refused() {
         ggml_type: ty,
         dims,
     };
-    // Q5_0 decodes on the CPU, not here: 22 bytes per 32 values.
-    let q5 = g
-        .upload_weight(desc(GgmlType::Q5_0, &[32, 2]), &[0; 44])
+    // Q2_K decodes on the CPU, not here: 84 bytes per 256 values.
+    let q2 = g
+        .upload_weight(desc(GgmlType::Q2_K, &[256, 2]), &[0; 168])
         .unwrap();
-    let x = gpu_buf(g, &[1.0; 32]);
-    let mut out = gpu_buf(g, &[0.0; 64]);
-    let shape = MatmulShape { m: 1, n: 2, k: 32 };
+    let x = gpu_buf(g, &[1.0; 256]);
+    let mut out = gpu_buf(g, &[0.0; 512]);
+    let shape = MatmulShape { m: 1, n: 2, k: 256 };
     assert!(is_unsupported(
-        g.matmul(&q5, None, &x, &mut out, shape),
-        GgmlType::Q5_0
+        g.matmul(&q2, None, &x, &mut out, shape),
+        GgmlType::Q2_K
     ));
-    assert!(is_unsupported(g.dequant(&q5, &mut out), GgmlType::Q5_0));
+    assert!(is_unsupported(g.dequant(&q2, &mut out), GgmlType::Q2_K));
     assert!(is_unsupported(
-        g.embedding(&q5, &[1], &mut out),
-        GgmlType::Q5_0
+        g.embedding(&q2, &[1], &mut out),
+        GgmlType::Q2_K
     ));
 
     let w = g

@@ -115,36 +115,120 @@ where
             }
         }
         for (how, got) in runs {
-            assert_eq!(got.len(), want.len());
-            let worst = got
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
-            assert!(
-                worst <= BOUND,
-                "{name} ({how}): max |diff| {worst} > {BOUND}"
-            );
-            // Greedy tokens: equal up to the first step where the CPU's own margin is below BOUND.
-            let first = p.first_step_position();
-            let mut steps = 0;
-            for i in 0..p.continuation.len() {
-                let row = |l: &[f32]| l[(first + i) * vocab..(first + i + 1) * vocab].to_vec();
-                if margin(&row(&want)) < BOUND {
-                    break;
-                }
-                assert_eq!(
-                    argmax(&row(&got)),
-                    argmax(&row(&want)),
-                    "{name} ({how}) step {i}"
-                );
-                steps += 1;
-            }
-            println!(
-                "{name:<14} {how:<8} max |diff| vs CPU exact {worst:.5}; greedy equal for {steps}/{} steps",
-                p.continuation.len()
-            );
+            compare(name, how, &got, &want, p, vocab);
         }
         assert!(streamed.device_bytes() <= budget);
+    }
+}
+
+/// Checks a GPU run's logits against the CPU exact path's: every logit within `BOUND`, greedy
+/// tokens equal up to the first step where the CPU's own margin is below it.
+fn compare(name: &str, how: &str, got: &[f32], want: &[f32], p: &ReferencePrompt, vocab: usize) {
+    assert_eq!(got.len(), want.len());
+    let worst = got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        worst <= BOUND,
+        "{name} ({how}): max |diff| {worst} > {BOUND}"
+    );
+    let first = p.first_step_position();
+    let mut steps = 0;
+    for i in 0..p.continuation.len() {
+        let row = |l: &[f32]| l[(first + i) * vocab..(first + i + 1) * vocab].to_vec();
+        if margin(&row(want)) < BOUND {
+            break;
+        }
+        assert_eq!(
+            argmax(&row(got)),
+            argmax(&row(want)),
+            "{name} ({how}) step {i}"
+        );
+        steps += 1;
+    }
+    println!(
+        "{name:<14} {how:<8} max |diff| vs CPU exact {worst:.5}; greedy equal for {steps}/{} steps",
+        p.continuation.len()
+    );
+}
+
+/// The synthesized model of every architecture's reference fixture (`synth-llama`, `-qwen2`,
+/// `-qwen3`, `-gemma3`: biases, per-head norms, post-norms, GeGLU, the embedding scale, a sliding
+/// window the prompts outgrow) on `gpu`, teacher-forced and decoding one token per pass, against
+/// the CPU exact path.
+pub fn synth_architectures_match_cpu_exact<B: Backend>(gpu: &B) {
+    let cpu = CpuBackend::new(CpuConfig {
+        threads: 2,
+        path: MatmulPath::Exact,
+    })
+    .unwrap();
+    for fixture in ["synth-llama", "synth-qwen2", "synth-qwen3", "synth-gemma3"] {
+        let fx = ReferenceFixture::load(fixture);
+        let store = Arc::new(
+            WeightStore::open(
+                engine_core::source::MemorySource::new(fx.synth_model_bytes()),
+                StoreConfig::default(),
+            )
+            .unwrap(),
+        );
+        let cpu_model = Model::load(&cpu, store.clone()).unwrap();
+        let gpu_model = Model::load(gpu, store).unwrap();
+        let vocab = cpu_model.vocab_size();
+        for p in &fx.prompts {
+            let want = teacher_forced(&cpu, &cpu_model, p);
+            let name = format!("{fixture}/{}", p.name);
+            compare(
+                &name,
+                "prefill",
+                &teacher_forced(gpu, &gpu_model, p),
+                &want,
+                p,
+                vocab,
+            );
+            compare(
+                &name,
+                "decode",
+                &stepwise(gpu, &gpu_model, p),
+                &want,
+                p,
+                vocab,
+            );
+        }
+    }
+}
+
+/// The real file at `file` (fixture `fixture`) on `gpu`, resident, teacher-forced on the first
+/// `prompts` prompts, against the CPU exact path.
+pub fn real_model_matches_cpu_exact<B: Backend>(
+    gpu: &B,
+    file: &Path,
+    fixture: &str,
+    prompts: usize,
+) {
+    let store = Arc::new(
+        WeightStore::open(MmapSource::open(file).unwrap(), StoreConfig::default()).unwrap(),
+    );
+    let cpu = CpuBackend::new(CpuConfig {
+        threads: 2,
+        path: MatmulPath::Exact,
+    })
+    .unwrap();
+    let cpu_model = Model::load(&cpu, store.clone()).unwrap();
+    let gpu_model = Model::load(gpu, store).unwrap();
+    let fx = ReferenceFixture::load(fixture);
+    let vocab = cpu_model.vocab_size();
+    for p in fx.prompts.iter().take(prompts) {
+        let want = teacher_forced(&cpu, &cpu_model, p);
+        let got = teacher_forced(gpu, &gpu_model, p);
+        compare(
+            &format!("{fixture}/{}", p.name),
+            "prefill",
+            &got,
+            &want,
+            p,
+            vocab,
+        );
     }
 }

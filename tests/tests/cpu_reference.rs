@@ -265,11 +265,13 @@ fn correlation_and_max_diff(a: &[f32], b: &[f32]) -> (f64, f32) {
     (sab / (saa * sbb).sqrt(), max)
 }
 
-/// Synthesized llama and qwen2 models (qwen2: q/k/v biases and NeoX RoPE), rebuilt from the
-/// fixture's recorded synth command: no download needed.
+/// Synthesized models of every architecture (qwen2: q/k/v biases and NeoX RoPE; qwen3: per-head
+/// q/k norms; gemma3: those, post-norms, GeGLU, the embedding scale and a sliding window of 8 on
+/// five of its six layers, which the prompts outgrow), rebuilt from the fixture's recorded synth
+/// command: no download needed.
 #[test]
-fn exact_path_matches_the_reference_on_synth_llama_and_qwen2() {
-    for name in ["synth-llama", "synth-qwen2"] {
+fn exact_path_matches_the_reference_on_synth_models_of_every_architecture() {
+    for name in ["synth-llama", "synth-qwen2", "synth-qwen3", "synth-gemma3"] {
         let fx = ReferenceFixture::load(name);
         let bytes = fx.synth_model_bytes();
         let store = WeightStore::open(

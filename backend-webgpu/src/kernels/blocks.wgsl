@@ -15,6 +15,8 @@ const T_Q4_1: u32 = 3u;
 const T_Q8_0: u32 = 4u;
 const T_Q4_K: u32 = 5u;
 const T_Q6_K: u32 = 6u;
+const T_Q5_0: u32 = 7u;
+const T_Q5_1: u32 = 8u;
 
 // Values 8g..8g+8 of a row, in order.
 struct Eight {
@@ -104,6 +106,41 @@ fn load8_q4_1(base: u32, g: u32) -> Eight {
                  d * nibbles(bytes4_at(at + 4u), shift) + m);
 }
 
+// The fifth bits of values 8j..8j+8 of a Q5 block (bits 8j.. of its u32 `qh`), as 0 or 16.
+fn fifth_bits(qh: u32, j: u32) -> array<vec4<u32>, 2> {
+    let b = vec4<u32>(qh >> (8u * j));
+    return array<vec4<u32>, 2>(((b >> vec4<u32>(0u, 1u, 2u, 3u)) & vec4<u32>(1u)) << vec4<u32>(4u),
+                               ((b >> vec4<u32>(4u, 5u, 6u, 7u)) & vec4<u32>(1u)) << vec4<u32>(4u));
+}
+
+// Q5_0 (22 bytes): f16 d, u32 qh, nibbles as Q4_0 at byte 6; value i's fifth bit is bit i of qh;
+// x = d · (q - 16).
+fn load8_q5_0(base: u32, g: u32) -> Eight {
+    let blk = base + 22u * (g >> 2u);
+    let j = g & 3u;
+    let d = f16_at(blk);
+    let h = fifth_bits(bytes4_at(blk + 2u), j);
+    let at = blk + 6u + 8u * (j & 1u);
+    let shift = 4u * (j >> 1u);
+    let lo = fields(bytes4_at(at), shift, 15u) | h[0];
+    let hi = fields(bytes4_at(at + 4u), shift, 15u) | h[1];
+    return Eight(d * (vec4<f32>(lo) - 16.0), d * (vec4<f32>(hi) - 16.0));
+}
+
+// Q5_1 (24 bytes): f16 d, f16 m, u32 qh, nibbles at byte 8; bits as Q5_0; x = d · q + m.
+fn load8_q5_1(base: u32, g: u32) -> Eight {
+    let blk = base + 24u * (g >> 2u);
+    let j = g & 3u;
+    let d = f16_at(blk);
+    let m = f16_at(blk + 2u);
+    let h = fifth_bits(bytes4_at(blk + 4u), j);
+    let at = blk + 8u + 8u * (j & 1u);
+    let shift = 4u * (j >> 1u);
+    let lo = fields(bytes4_at(at), shift, 15u) | h[0];
+    let hi = fields(bytes4_at(at + 4u), shift, 15u) | h[1];
+    return Eight(d * vec4<f32>(lo) + m, d * vec4<f32>(hi) + m);
+}
+
 // Q8_0 (34 bytes): f16 d, 32 signed bytes; x = d · q.
 fn load8_q8_0(base: u32, g: u32) -> Eight {
     let blk = base + 34u * (g >> 2u);
@@ -169,6 +206,8 @@ fn load8(base: u32, g: u32, k: u32) -> Eight {
         case T_Q4_1: { r = load8_q4_1(base, g); }
         case T_Q8_0: { r = load8_q8_0(base, g); }
         case T_Q4_K: { r = load8_q4_k(base, g); }
+        case T_Q5_0: { r = load8_q5_0(base, g); }
+        case T_Q5_1: { r = load8_q5_1(base, g); }
         default: { r = load8_q6_k(base, g); }
     }
     return r;

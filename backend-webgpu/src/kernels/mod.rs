@@ -80,7 +80,7 @@ pub const BLOCKS: &str = include_str!("blocks.wgsl");
 
 /// The weight types the matmul, dequant and embedding kernels decode, in the order of their
 /// per-type kernel arrays (`WTYPE` is the index).
-pub const WEIGHT_TYPES: [GgmlType; 7] = [
+pub const WEIGHT_TYPES: [GgmlType; 9] = [
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::Q4_0,
@@ -88,6 +88,8 @@ pub const WEIGHT_TYPES: [GgmlType; 7] = [
     GgmlType::Q8_0,
     GgmlType::Q4_K,
     GgmlType::Q6_K,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
 ];
 
 /// One kernel per entry of `WEIGHT_TYPES`: `WTYPE`, the prelude and the block decoders, then the
@@ -102,6 +104,8 @@ macro_rules! per_weight_type {
             per_weight_type!(@one $op, $sg, "q8_0", 4, $($file),+),
             per_weight_type!(@one $op, $sg, "q4_k", 5, $($file),+),
             per_weight_type!(@one $op, $sg, "q6_k", 6, $($file),+),
+            per_weight_type!(@one $op, $sg, "q5_0", 7, $($file),+),
+            per_weight_type!(@one $op, $sg, "q5_1", 8, $($file),+),
         ]
     };
     (@one $op:literal, $sg:literal, $ty:literal, $id:literal, $($file:expr),+) => {
@@ -121,30 +125,30 @@ macro_rules! per_weight_type {
 const MATMUL: &str = include_str!("matmul.wgsl");
 
 /// Matmul for one token, per weight type (workgroup-memory reduction: every adapter).
-pub static MATMUL_GEMV: [Kernel; 7] = per_weight_type!(
+pub static MATMUL_GEMV: [Kernel; 9] = per_weight_type!(
     "matmul_gemv",
     false,
     MATMUL,
     include_str!("matmul_gemv.wgsl")
 );
 /// Matmul for one token reduced with subgroup operations, per weight type.
-pub static MATMUL_GEMV_SUBGROUP: [Kernel; 7] = per_weight_type!(
+pub static MATMUL_GEMV_SUBGROUP: [Kernel; 9] = per_weight_type!(
     "matmul_gemv_subgroup",
     true,
     MATMUL,
     include_str!("matmul_gemv_subgroup.wgsl")
 );
 /// Matmul for several tokens (tiled), per weight type.
-pub static MATMUL_GEMM: [Kernel; 7] = per_weight_type!(
+pub static MATMUL_GEMM: [Kernel; 9] = per_weight_type!(
     "matmul_gemm",
     false,
     MATMUL,
     include_str!("matmul_gemm.wgsl")
 );
 /// Whole-weight dequantization, per weight type.
-pub static DEQUANT: [Kernel; 7] = per_weight_type!("dequant", false, include_str!("dequant.wgsl"));
+pub static DEQUANT: [Kernel; 9] = per_weight_type!("dequant", false, include_str!("dequant.wgsl"));
 /// Embedding row gathers, per weight type.
-pub static EMBEDDING: [Kernel; 7] =
+pub static EMBEDDING: [Kernel; 9] =
     per_weight_type!("embedding", false, include_str!("embedding.wgsl"));
 
 /// Every kernel, for validation and warm-up.
