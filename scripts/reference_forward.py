@@ -33,6 +33,8 @@ with rmsnorm(x) = x / sqrt(mean(x^2) + eps). Every value after dequantization is
             pos_q - pos_k < attention.sliding_window and rotates with base 10000
             (rope.freq_base_swa when given); the others see everything and use rope.freq_base.
             The file's norm weights already hold Gemma's (1 + w) (llama.cpp's converter adds it).
+    phi3:   NeoX halves; q, k, v are rows 0.., H*hd.., (H+Hkv)*hd.. of one attn_qkv, and gate, up
+            the first and second halves of ffn_up's rows (when the file fuses them).
 
 How to run (from the repository root; see fixtures/reference/README.md for the exact commands):
 
@@ -72,7 +74,7 @@ from gguf import GGUFReader
 from gguf.quants import dequantize
 
 FORMAT = "sluice-reference-v1"
-SUPPORTED_ARCHS = ("llama", "qwen2", "qwen3", "gemma3")
+SUPPORTED_ARCHS = ("llama", "qwen2", "qwen3", "gemma3", "phi3")
 # Token texts that end a turn, besides the GGUF's eos/eot ids.
 STOP_TEXTS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<end_of_turn>")
 
@@ -197,19 +199,29 @@ class Model:
         for i in range(self.n_layer):
             p = f"blk.{i}."
             opt = lambda n: g.tensor(p + n) if g.has(p + n) else None  # noqa: E731
+            if g.has(p + "attn_qkv.weight"):
+                qkv = g.tensor(p + "attn_qkv.weight")
+                nq, nkv = self.n_head * self.head_dim, self.n_head_kv * self.head_dim
+                wq, wk, wv = qkv[:nq], qkv[nq : nq + nkv], qkv[nq + nkv :]
+                gate_up = g.tensor(p + "ffn_up.weight")
+                half = gate_up.shape[0] // 2
+                w_gate, w_up = gate_up[:half], gate_up[half:]
+            else:
+                wq, wk, wv = (g.tensor(p + f"attn_{n}.weight") for n in "qkv")
+                w_gate, w_up = g.tensor(p + "ffn_gate.weight"), g.tensor(p + "ffn_up.weight")
             self.layers.append(
                 Layer(
                     attn_norm=g.tensor(p + "attn_norm.weight"),
-                    wq=g.tensor(p + "attn_q.weight"),
-                    wk=g.tensor(p + "attn_k.weight"),
-                    wv=g.tensor(p + "attn_v.weight"),
+                    wq=wq,
+                    wk=wk,
+                    wv=wv,
                     bq=opt("attn_q.bias"),
                     bk=opt("attn_k.bias"),
                     bv=opt("attn_v.bias"),
                     wo=g.tensor(p + "attn_output.weight"),
                     ffn_norm=g.tensor(p + "ffn_norm.weight"),
-                    w_gate=g.tensor(p + "ffn_gate.weight"),
-                    w_up=g.tensor(p + "ffn_up.weight"),
+                    w_gate=w_gate,
+                    w_up=w_up,
                     w_down=g.tensor(p + "ffn_down.weight"),
                     q_norm=g.tensor(p + "attn_q_norm.weight") if self.qk_norm else None,
                     k_norm=g.tensor(p + "attn_k_norm.weight") if self.qk_norm else None,

@@ -164,7 +164,13 @@ pub fn synth_architectures_match_cpu_exact<B: Backend>(gpu: &B) {
         path: MatmulPath::Exact,
     })
     .unwrap();
-    for fixture in ["synth-llama", "synth-qwen2", "synth-qwen3", "synth-gemma3"] {
+    for fixture in [
+        "synth-llama",
+        "synth-qwen2",
+        "synth-qwen3",
+        "synth-gemma3",
+        "synth-phi3",
+    ] {
         let fx = ReferenceFixture::load(fixture);
         let store = Arc::new(
             WeightStore::open(

@@ -271,7 +271,13 @@ fn correlation_and_max_diff(a: &[f32], b: &[f32]) -> (f64, f32) {
 /// command: no download needed.
 #[test]
 fn exact_path_matches_the_reference_on_synth_models_of_every_architecture() {
-    for name in ["synth-llama", "synth-qwen2", "synth-qwen3", "synth-gemma3"] {
+    for name in [
+        "synth-llama",
+        "synth-qwen2",
+        "synth-qwen3",
+        "synth-gemma3",
+        "synth-phi3",
+    ] {
         let fx = ReferenceFixture::load(name);
         let bytes = fx.synth_model_bytes();
         let store = WeightStore::open(

@@ -1,6 +1,7 @@
 //! The architectures the forward pass implements and what sets each apart from llama: RoPE
 //! pairing, per-head q/k norms, norms after the attention and MLP outputs, the MLP's gate
-//! activation, the embedding scale, and sliding-window layers with their own RoPE base.
+//! activation, the embedding scale, sliding-window layers with their own RoPE base, and fused
+//! projection tensors (read as row ranges of one GGUF tensor).
 
 use crate::backend::RopeStyle;
 use crate::gguf::{LlamaHparams, Metadata};
@@ -13,6 +14,8 @@ pub enum Arch {
     Qwen2,
     Qwen3,
     Gemma3,
+    /// Phi-3: fused `attn_qkv` and `ffn_up` (gate then up) tensors, NeoX RoPE.
+    Phi3,
 }
 
 /// The gate activation of the MLP.
@@ -32,6 +35,7 @@ impl Arch {
             "qwen2" => Ok(Arch::Qwen2),
             "qwen3" => Ok(Arch::Qwen3),
             "gemma3" => Ok(Arch::Gemma3),
+            "phi3" => Ok(Arch::Phi3),
             other => Err(Error::UnsupportedArchitecture(other.to_string())),
         }
     }
@@ -40,7 +44,7 @@ impl Arch {
     pub fn rope_style(self) -> RopeStyle {
         match self {
             Arch::Llama => RopeStyle::Normal,
-            Arch::Qwen2 | Arch::Qwen3 | Arch::Gemma3 => RopeStyle::Neox,
+            Arch::Qwen2 | Arch::Qwen3 | Arch::Gemma3 | Arch::Phi3 => RopeStyle::Neox,
         }
     }
 

@@ -180,6 +180,13 @@ fn read_hparams<S: ByteSource>(
             )))
         }
     }
+    for factors in ["rope_factors_long.weight", "rope_factors_short.weight"] {
+        if store.tensor(factors).is_ok() {
+            return Err(Error::Config(format!(
+                "long-context RoPE factors ({factors}, as Phi-3 128k models use) are not implemented"
+            )));
+        }
+    }
     if store.tensor("rope_freqs.weight").is_ok() {
         return Err(Error::Config(
             "per-frequency RoPE factors (rope_freqs.weight, as Llama 3.x uses) are not implemented"

@@ -110,10 +110,19 @@ pub(super) fn llama_plan<S: ByteSource>(
     let blocks = u32::try_from(hparams.block_count)
         .map_err(|_| Error::Config(format!("{} blocks is too many", hparams.block_count)))?;
     for i in 0..blocks {
-        let mut tensors = BLOCK_WEIGHTS
-            .iter()
-            .map(|w| builder.tensor(store, &format!("blk.{i}.{w}.weight")))
-            .collect::<Result<Vec<_>>>()?;
+        let mut tensors = match fused_block(store, hparams, arch, i)? {
+            Some(parts) => parts
+                .into_iter()
+                .map(|(name, rows)| match rows {
+                    None => builder.tensor(store, &name),
+                    Some(rows) => builder.rows(store, &name, rows),
+                })
+                .collect::<Result<Vec<_>>>()?,
+            None => BLOCK_WEIGHTS
+                .iter()
+                .map(|w| builder.tensor(store, &format!("blk.{i}.{w}.weight")))
+                .collect::<Result<Vec<_>>>()?,
+        };
         let mut layout = BlockLayout::default();
         for (slot, b) in layout.biases.iter_mut().zip(BLOCK_BIASES) {
             let name = format!("blk.{i}.{b}.bias");
@@ -208,6 +217,48 @@ pub(super) fn llama_plan<S: ByteSource>(
         layouts,
         head_rows,
     })
+}
+
+/// A Phi-3 block's `BLOCK_WEIGHTS` as (tensor, rows) when its projections are fused: q, k and v
+/// are rows of `attn_qkv` (in that order), gate and up the two halves of `ffn_up`. `None` for an
+/// unfused block. A fused tensor whose row count is not the sum of its parts is a shape error.
+#[allow(clippy::type_complexity)]
+fn fused_block<S: ByteSource>(
+    store: &WeightStore<S>,
+    hparams: &LlamaHparams,
+    arch: Arch,
+    i: u32,
+) -> Result<Option<Vec<(String, Option<Range<u64>>)>>> {
+    let qkv = format!("blk.{i}.attn_qkv.weight");
+    if arch != Arch::Phi3 || store.tensor(&qkv).is_err() {
+        return Ok(None);
+    }
+    let q = hparams.head_count * hparams.key_length;
+    let kv = hparams.head_count_kv * hparams.key_length;
+    let ffn = hparams.feed_forward_length;
+    let up = format!("blk.{i}.ffn_up.weight");
+    for (name, want) in [(&qkv, q + 2 * kv), (&up, 2 * ffn)] {
+        let rows: u64 = store.tensor(name)?.dims.iter().skip(1).product();
+        if rows != want {
+            return Err(Error::Shape {
+                op: "load",
+                detail: format!("fused '{name}' has {rows} rows, expected {want}"),
+            });
+        }
+    }
+    let whole = |w: &str| (format!("blk.{i}.{w}.weight"), None);
+    let rows = |name: &String, r: Range<u64>| (name.clone(), Some(r));
+    Ok(Some(vec![
+        whole("attn_norm"),
+        rows(&qkv, 0..q),
+        rows(&qkv, q..q + kv),
+        rows(&qkv, q + kv..q + 2 * kv),
+        whole("attn_output"),
+        whole("ffn_norm"),
+        rows(&up, 0..ffn),
+        rows(&up, ffn..2 * ffn),
+        whole("ffn_down"),
+    ]))
 }
 
 #[derive(Default)]

@@ -29,14 +29,17 @@ pub enum SynthArch {
     /// Per-head q/k norms, post-attention and post-MLP norms, a sliding window
     /// (`SynthConfig::sliding_window`) on five layers of every six.
     Gemma3,
+    /// Fused `attn_qkv` and `ffn_up` (gate then up) tensors.
+    Phi3,
 }
 
 impl SynthArch {
-    pub const ALL: [SynthArch; 4] = [
+    pub const ALL: [SynthArch; 5] = [
         SynthArch::Llama,
         SynthArch::Qwen2,
         SynthArch::Qwen3,
         SynthArch::Gemma3,
+        SynthArch::Phi3,
     ];
 
     /// The `general.architecture` value and metadata key prefix.
@@ -46,6 +49,7 @@ impl SynthArch {
             SynthArch::Qwen2 => "qwen2",
             SynthArch::Qwen3 => "qwen3",
             SynthArch::Gemma3 => "gemma3",
+            SynthArch::Phi3 => "phi3",
         }
     }
 
@@ -194,6 +198,17 @@ impl SynthConfig {
         )];
         for i in 0..self.layers {
             let name = |t: &str| format!("blk.{i}.{t}.weight");
+            if self.arch == SynthArch::Phi3 {
+                specs.extend([
+                    TensorSpec::new(name("attn_norm"), &[self.dim], GgmlType::F32),
+                    TensorSpec::new(name("attn_qkv"), &[self.dim, self.dim + 2 * kv], w),
+                    TensorSpec::new(name("attn_output"), &[self.dim, self.dim], w),
+                    TensorSpec::new(name("ffn_norm"), &[self.dim], GgmlType::F32),
+                    TensorSpec::new(name("ffn_up"), &[self.dim, 2 * self.ffn], w),
+                    TensorSpec::new(name("ffn_down"), &[self.ffn, self.dim], w),
+                ]);
+                continue;
+            }
             specs.extend([
                 TensorSpec::new(name("attn_norm"), &[self.dim], GgmlType::F32),
                 TensorSpec::new(name("attn_q"), &[self.dim, self.dim], w),

@@ -35,7 +35,8 @@ pub struct SynthArgs {
     #[arg(long = "type", value_parser = parse_type)]
     pub weight_type: Option<GgmlType>,
     /// Architecture: llama; qwen2 (q/k/v biases); qwen3 (per-head q/k norms); gemma3 (q/k norms,
-    /// post-norms, GeGLU, √dim embedding scale, sliding-window layers).
+    /// post-norms, GeGLU, √dim embedding scale, sliding-window layers); phi3 (fused qkv and
+    /// gate/up tensors).
     #[arg(long, value_parser = parse_arch)]
     pub arch: Option<SynthArch>,
     /// Keys a gemma3 sliding-window layer sees (five layers of every six are such layers).
@@ -52,8 +53,9 @@ pub struct SynthArgs {
 }
 
 fn parse_arch(s: &str) -> Result<SynthArch, String> {
-    SynthArch::from_name(s)
-        .ok_or_else(|| format!("unknown architecture '{s}' (known: llama, qwen2, qwen3, gemma3)"))
+    SynthArch::from_name(s).ok_or_else(|| {
+        format!("unknown architecture '{s}' (known: llama, qwen2, qwen3, gemma3, phi3)")
+    })
 }
 
 fn parse_type(s: &str) -> Result<GgmlType, String> {
