@@ -33,6 +33,7 @@ with rmsnorm(x) = x / sqrt(mean(x^2) + eps). Every value after dequantization is
             pos_q - pos_k < attention.sliding_window and rotates with base 10000
             (rope.freq_base_swa when given); the others see everything and use rope.freq_base.
             The file's norm weights already hold Gemma's (1 + w) (llama.cpp's converter adds it).
+    llama with rope_freqs.weight (Llama 3.x): pair i's frequency is divided by rope_freqs[i].
     phi3:   NeoX halves; q, k, v are rows 0.., H*hd.., (H+Hkv)*hd.. of one attn_qkv, and gate, up
             the first and second halves of ffn_up's rows (when the file fuses them).
 
@@ -170,14 +171,16 @@ class Model:
         self.rope_dim = int(g.get(f"{a}.rope.dimension_count", self.head_dim))
         scaling_type = g.get(f"{a}.rope.scaling.type")
         factor = g.get(f"{a}.rope.scaling.factor")
-        if scaling_type not in (None, "none", "linear"):
+        if scaling_type not in (None, "none", "linear", "llama3"):
             raise SystemExit(f"error: rope scaling {scaling_type!r} is not supported")
-        if scaling_type == "none" or factor is None or float(factor) == 0.0:
+        if scaling_type in ("none", "llama3") or factor is None or float(factor) == 0.0:
             self.rope_scale = 1.0
         else:
             self.rope_scale = float(factor)
-        if g.has("rope_freqs.weight"):
-            raise SystemExit("error: rope_freqs.weight (llama3 rope scaling) is not supported")
+        # Llama 3.x scaling: pair i's frequency is divided by rope_freqs[i] (ggml's freq_factors).
+        self.rope_freqs = g.tensor("rope_freqs.weight").reshape(-1) if g.has("rope_freqs.weight") else None
+        if scaling_type == "llama3" and self.rope_freqs is None:
+            raise SystemExit("error: rope.scaling.type llama3 without rope_freqs.weight")
         # llama.cpp: LLM_ARCH_LLAMA uses LLAMA_ROPE_TYPE_NORM (adjacent pairs), the others NEOX.
         self.neox = arch != "llama"
         self.qk_norm = arch in ("qwen3", "gemma3")
@@ -263,6 +266,7 @@ class Model:
             "rope_freq_base": self.rope_base,
             "rope_dim": self.rope_dim,
             "rope_linear_scale": self.rope_scale,
+            "rope_freq_factors": None if self.rope_freqs is None else [float(f) for f in self.rope_freqs],
             "rope_pairing": "neox halves (i, i+d/2)" if self.neox else "adjacent pairs (2i, 2i+1)",
             "tied_output": self.tied_output,
             "qkv_bias": self.has_qkv_bias,
@@ -284,6 +288,8 @@ class Model:
         """x: (n, heads, head_dim); rotates the first rope_dim dims of each head."""
         half = self.rope_dim // 2
         inv_freq = base ** (-2.0 * np.arange(half, dtype=np.float64) / self.rope_dim)
+        if self.rope_freqs is not None:
+            inv_freq = inv_freq / self.rope_freqs
         angles = (pos.astype(np.float64) / self.rope_scale)[:, None] * inv_freq[None, :]
         cos = np.cos(angles)[:, None, :]
         sin = np.sin(angles)[:, None, :]

@@ -207,11 +207,12 @@ proptest! {
             freq_base: 10000.0,
             freq_scale: 1.0,
             style: if neox { RopeStyle::Neox } else { RopeStyle::Normal },
+            freq_factors: neox.then(|| vec![4.0; rope_dim / 2].into()),
         };
         let n = tokens * heads * head_dim;
         let x = rig.values(n, 2.0);
         let (mut gx, mut cx) = rig.both(&x);
-        rig.g.rope(&mut gx, p).unwrap();
+        rig.g.rope(&mut gx, p.clone()).unwrap();
         rig.c.rope(&mut cx, p).unwrap();
         assert_close("rope", &rig.read(&gx, n), cx.as_slice(), 1e-6, 1e-5);
     }

@@ -121,19 +121,25 @@ proptest! {
 
     #[test]
     fn rope_matches_cpu(tokens in 1usize..6, heads in 1usize..5, half in 1usize..40, extra in 0usize..3,
-                        pos0 in 0usize..5000, neox in any::<bool>(), seed in any::<u64>()) {
+                        pos0 in 0usize..5000, neox in any::<bool>(), factors in any::<bool>(),
+                        seed in any::<u64>()) {
         let Some(g) = gpu() else { return Ok(()) };
         let c = cpu();
         let mut r = SplitMix64::new(seed);
         let (rope_dim, head_dim) = (2 * half, 2 * half + 2 * extra);
         let n = tokens * heads * head_dim;
         let x = rand_vec(&mut r, n, 2.0);
+        // Llama 3's per-pair divisors span 1..32.
+        let freq_factors = factors.then(|| {
+            (0..half).map(|_| 1.0 + 15.5 * (1.0 + r.next_signed_unit())).collect::<Vec<f32>>().into()
+        });
         let p = RopeParams {
             tokens, heads, head_dim, rope_dim, pos0, freq_base: 10000.0, freq_scale: 1.0,
             style: if neox { RopeStyle::Neox } else { RopeStyle::Normal },
+            freq_factors,
         };
         let mut gx = gpu_buf(&g, &x);
-        g.rope(&mut gx, p).unwrap();
+        g.rope(&mut gx, p.clone()).unwrap();
         let mut cx = cpu_buf(&x);
         c.rope(&mut cx, p).unwrap();
         // Same f64 angles; the rotation itself is f32 on the GPU, f64 on the CPU.

@@ -400,10 +400,12 @@ pub fn parse_synth_command(command: &str) -> SynthConfig {
     );
     let mut flags: HashMap<&str, &str> = HashMap::new();
     let mut tied = false;
+    let mut llama3_rope = false;
     let mut rest = words[2..].iter();
     while let Some(&w) = rest.next() {
         match w {
             "--tied" => tied = true,
+            "--llama3-rope" => llama3_rope = true,
             "-o" | "--out" | "--threads" | "--preset" | "--layers" | "--dim" | "--ffn"
             | "--heads" | "--kv-heads" | "--vocab" | "--context" | "--type" | "--arch"
             | "--seed" | "--sliding-window" => {
@@ -447,6 +449,7 @@ pub fn parse_synth_command(command: &str) -> SynthConfig {
         tied_output: tied || base.tied_output,
         seed: num(&flags, "--seed", 0),
         sliding_window: num(&flags, "--sliding-window", base.sliding_window),
+        llama3_rope,
         ..base
     }
 }

@@ -166,6 +166,7 @@ pub fn synth_architectures_match_cpu_exact<B: Backend>(gpu: &B) {
     .unwrap();
     for fixture in [
         "synth-llama",
+        "synth-llama3",
         "synth-qwen2",
         "synth-qwen3",
         "synth-gemma3",

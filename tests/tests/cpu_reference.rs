@@ -273,6 +273,7 @@ fn correlation_and_max_diff(a: &[f32], b: &[f32]) -> (f64, f32) {
 fn exact_path_matches_the_reference_on_synth_models_of_every_architecture() {
     for name in [
         "synth-llama",
+        "synth-llama3",
         "synth-qwen2",
         "synth-qwen3",
         "synth-gemma3",

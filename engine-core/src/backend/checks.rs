@@ -147,6 +147,18 @@ impl RopeParams {
                 format!("rope_dim {rope_dim} must be even and at most head_dim {head_dim}"),
             ));
         }
+        if let Some(f) = &self.freq_factors {
+            if f.len() != rope_dim / 2 {
+                return Err(shape_err(
+                    OP,
+                    format!(
+                        "{} frequency factors for {} rotated pairs",
+                        f.len(),
+                        rope_dim / 2
+                    ),
+                ));
+            }
+        }
         let len = size(OP, &[self.tokens, self.heads, head_dim])?;
         need(OP, "x", x_len, len)?;
         self.pos0
@@ -261,8 +273,16 @@ impl RopeParams {
     /// [`RopeParams::check`].
     pub fn angle_table(&self) -> Vec<[f64; 2]> {
         let half = self.rope_dim / 2;
+        let factor = |i: usize| {
+            self.freq_factors
+                .as_ref()
+                .and_then(|f| f.get(i))
+                .map_or(1.0, |&f| f64::from(f))
+        };
         let inv_freq: Vec<f64> = (0..half)
-            .map(|i| f64::from(self.freq_base).powf(-2.0 * i as f64 / self.rope_dim as f64))
+            .map(|i| {
+                f64::from(self.freq_base).powf(-2.0 * i as f64 / self.rope_dim as f64) / factor(i)
+            })
             .collect();
         (0..self.tokens)
             .flat_map(|t| {

@@ -54,7 +54,8 @@ pub enum RopeStyle {
 
 /// Rotary position embedding, in place, over `tokens` rows of `heads` heads of `head_dim` values.
 /// Token `t` is at position `pos0 + t`. Only the first `rope_dim` values of each head rotate.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Not `Copy`: it may carry per-frequency factors (Llama 3.x), shared by reference count.
+#[derive(Debug, Clone, PartialEq)]
 pub struct RopeParams {
     pub tokens: usize,
     pub heads: usize,
@@ -65,6 +66,9 @@ pub struct RopeParams {
     /// Linear position scaling: the angle uses `pos * freq_scale`.
     pub freq_scale: f32,
     pub style: RopeStyle,
+    /// Per-pair divisors of the frequencies (`rope_freqs.weight`, `rope_dim / 2` of them, as
+    /// ggml's `freq_factors`): pair `i`'s angle is divided by `freq_factors[i]`.
+    pub freq_factors: Option<std::sync::Arc<[f32]>>,
 }
 
 /// Copy `rows` rows of `cols` values from row `src_row0` of `src` into `dst` from row `dst_row0`

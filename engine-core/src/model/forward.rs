@@ -172,6 +172,7 @@ impl<B: Backend> Model<B> {
             freq_base: self.layer_attention[layer].freq_base,
             freq_scale: 1.0 / hp.rope_scale,
             style: self.arch.rope_style(),
+            freq_factors: self.rope_freqs.clone(),
         }
     }
 

@@ -45,6 +45,8 @@ pub struct Model<B: Backend> {
     pub hparams: LlamaHparams,
     /// Each layer's RoPE base and attention window.
     layer_attention: Vec<LayerAttention>,
+    /// Per-pair RoPE frequency divisors (`rope_freqs.weight`: Llama 3.x's scaling).
+    rope_freqs: Option<Arc<[f32]>>,
     layouts: Vec<BlockLayout>,
     /// Rows of the head each output step computes.
     head_rows: Vec<Range<u64>>,
@@ -60,17 +62,11 @@ impl<B: Backend> Model<B> {
     /// Reads the hyperparameters and uploads every weight of `store` to `backend` now. A host
     /// backend's weights borrow from a memory-resident `store` (keeping it alive), not copy it.
     pub fn load<S: ByteSource + 'static>(backend: &B, store: Arc<WeightStore<S>>) -> Result<Self> {
-        let (arch, hparams, layer_attention) = read_hparams(&store)?;
-        let mp = plan::llama_plan(&store, &hparams, arch, PlanKind::Resident)?;
+        let config = read_hparams(&store)?;
+        let mp = plan::llama_plan(&store, &config.hparams, config.arch, PlanKind::Resident)?;
         let parts = mp.parts;
         let weights = LayerScheduler::resident(mp.plan, |t| upload(backend, &store, &parts[t]))?;
-        Ok(Self::new(
-            (arch, hparams, layer_attention),
-            mp.layouts,
-            mp.head_rows,
-            None,
-            weights,
-        ))
+        Ok(Self::new(config, mp.layouts, mp.head_rows, None, weights))
     }
 
     /// Loads the model to fit `config.budget` bytes of weights on the device: everything when it
@@ -84,8 +80,8 @@ impl<B: Backend> Model<B> {
     where
         B: Clone + Send + Sync + 'static,
     {
-        let (arch, hparams, layer_attention) = read_hparams(&store)?;
-        let mp = plan::llama_plan(&store, &hparams, arch, PlanKind::Streamed)?;
+        let model = read_hparams(&store)?;
+        let mp = plan::llama_plan(&store, &model.hparams, model.arch, PlanKind::Streamed)?;
         let parts: Arc<[TensorPart]> = mp.parts.into();
         let embedding = host_embedding(store.clone())?;
         let backend = backend.clone();
@@ -93,7 +89,7 @@ impl<B: Backend> Model<B> {
             Arc::new(move |t| upload(&backend, &store, &parts[t]));
         let weights = LayerScheduler::new(mp.plan, config, loader)?;
         Ok(Self::new(
-            (arch, hparams, layer_attention),
+            model,
             mp.layouts,
             mp.head_rows,
             Some(embedding),
@@ -102,16 +98,23 @@ impl<B: Backend> Model<B> {
     }
 
     fn new(
-        (arch, hparams, layer_attention): (Arch, LlamaHparams, Vec<LayerAttention>),
+        config: ModelConfig,
         layouts: Vec<BlockLayout>,
         head_rows: Vec<Range<u64>>,
         host_embedding: Option<HostEmbedding>,
         weights: LayerScheduler<B::Weight>,
     ) -> Self {
+        let ModelConfig {
+            arch,
+            hparams,
+            layer_attention,
+            rope_freqs,
+        } = config;
         Self {
             arch,
             hparams,
             layer_attention,
+            rope_freqs,
             layouts,
             head_rows,
             host_embedding,
@@ -156,11 +159,17 @@ impl<B: Backend> Model<B> {
     }
 }
 
-/// The architecture, hyperparameters and per-layer attention of the model in `store`, checked for
-/// what the forward pass assumes.
-fn read_hparams<S: ByteSource>(
-    store: &WeightStore<S>,
-) -> Result<(Arch, LlamaHparams, Vec<LayerAttention>)> {
+/// What the forward pass needs to know of a model besides its weights.
+struct ModelConfig {
+    arch: Arch,
+    hparams: LlamaHparams,
+    layer_attention: Vec<LayerAttention>,
+    rope_freqs: Option<Arc<[f32]>>,
+}
+
+/// The architecture, hyperparameters, per-layer attention and RoPE frequency factors of the model
+/// in `store`, checked for what the forward pass assumes.
+fn read_hparams<S: ByteSource>(store: &WeightStore<S>) -> Result<ModelConfig> {
     let file = store.gguf();
     let arch = Arch::from_name(file.architecture()?)?;
     let hparams = LlamaHparams::from_metadata(&file.metadata)?;
@@ -173,7 +182,7 @@ fn read_hparams<S: ByteSource>(
     // A RoPE scaling the forward pass does not implement would give wrong answers: refuse it.
     let scaling_key = format!("{}.rope.scaling.type", hparams.architecture);
     match file.metadata.get_str(&scaling_key)? {
-        None | Some("none") | Some("linear") => {}
+        None | Some("none") | Some("linear") | Some("llama3") => {}
         Some(other) => {
             return Err(Error::Config(format!(
                 "RoPE scaling '{other}' ({scaling_key}) is not implemented"
@@ -187,20 +196,62 @@ fn read_hparams<S: ByteSource>(
             )));
         }
     }
-    if store.tensor("rope_freqs.weight").is_ok() {
-        return Err(Error::Config(
-            "per-frequency RoPE factors (rope_freqs.weight, as Llama 3.x uses) are not implemented"
-                .into(),
-        ));
+    let rope_freqs = rope_freqs(store, &hparams)?;
+    if file.metadata.get_str(&scaling_key)? == Some("llama3") && rope_freqs.is_none() {
+        return Err(Error::Config(format!(
+            "{scaling_key} is llama3 but the file has no rope_freqs.weight to scale by"
+        )));
     }
-    let layers = arch::layer_attention(arch, &hparams, &file.metadata)?;
-    Ok((arch, hparams, layers))
+    let layer_attention = arch::layer_attention(arch, &hparams, &file.metadata)?;
+    Ok(ModelConfig {
+        arch,
+        hparams,
+        layer_attention,
+        rope_freqs,
+    })
+}
+
+/// `rope_freqs.weight` (Llama 3.x's RoPE scaling, as the converter computes it): one positive
+/// divisor per rotated pair, in F32, or `None` when the file has none.
+fn rope_freqs<S: ByteSource>(
+    store: &WeightStore<S>,
+    hparams: &LlamaHparams,
+) -> Result<Option<Arc<[f32]>>> {
+    const NAME: &str = "rope_freqs.weight";
+    let t = match store.tensor(NAME) {
+        Ok(t) => t,
+        Err(Error::TensorNotFound(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let pairs = hparams.rope_dimension_count / 2;
+    let n: u64 = t.dims.iter().product();
+    if n != pairs || t.ggml_type != crate::quant::GgmlType::F32 {
+        return Err(Error::Shape {
+            op: "load",
+            detail: format!(
+                "'{NAME}' is {n} values of {}, expected {pairs} of F32 (rope dimension / 2)",
+                t.ggml_type
+            ),
+        });
+    }
+    let mut bytes = vec![0u8; usize_of(t.range.end - t.range.start)?];
+    store.read_range(t.range.clone(), &mut bytes)?;
+    let values: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    if let Some(bad) = values.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
+        return Err(Error::Config(format!(
+            "'{NAME}' holds {bad}: each factor must be a positive number"
+        )));
+    }
+    Ok(Some(values.into()))
 }
 
 /// The layer plan a streamed load of the model in `store` walks (for `sluice inspect --plan`).
 pub fn layer_plan<S: ByteSource>(store: &WeightStore<S>) -> Result<LayerPlan> {
-    let (arch, hparams, _) = read_hparams(store)?;
-    Ok(plan::llama_plan(store, &hparams, arch, PlanKind::Streamed)?.plan)
+    let config = read_hparams(store)?;
+    Ok(plan::llama_plan(store, &config.hparams, config.arch, PlanKind::Streamed)?.plan)
 }
 
 /// Reads a planned tensor (or its rows) from `store` and uploads it as stored; a whole tensor goes

@@ -82,6 +82,31 @@ pub struct SynthConfig {
     pub rms_norm_eps: f32,
     /// Keys a sliding-window layer sees (gemma3 only, which needs one).
     pub sliding_window: u64,
+    /// Write `rope_freqs.weight`: Llama 3.x's RoPE scaling, with Llama 3.2's parameters.
+    pub llama3_rope: bool,
+}
+
+/// Llama 3.2's RoPE scaling: factor, low- and high-frequency factors, original context.
+const LLAMA3_ROPE: (f64, f64, f64, f64) = (32.0, 1.0, 4.0, 8192.0);
+
+/// The per-pair divisors the converter writes as `rope_freqs.weight` for Llama 3.x: 1 for
+/// wavelengths under `original / high`, `factor` over `original / low`, smoothly between.
+pub fn llama3_rope_factors(freq_base: f32, rope_dim: u64) -> Vec<f32> {
+    let (factor, low, high, original) = LLAMA3_ROPE;
+    (0..rope_dim / 2)
+        .map(|i| {
+            let freq = f64::from(freq_base).powf(-2.0 * i as f64 / rope_dim as f64);
+            let wavelen = 2.0 * std::f64::consts::PI / freq;
+            if wavelen < original / high {
+                1.0
+            } else if wavelen > original / low {
+                factor as f32
+            } else {
+                let smooth = (original / wavelen - low) / (high - low);
+                (1.0 / ((1.0 - smooth) / factor + smooth)) as f32
+            }
+        })
+        .collect()
 }
 
 impl Default for SynthConfig {
@@ -102,6 +127,7 @@ impl Default for SynthConfig {
             rope_freq_base: 10_000.0,
             rms_norm_eps: 1e-5,
             sliding_window: 512,
+            llama3_rope: false,
         }
     }
 }
@@ -196,6 +222,13 @@ impl SynthConfig {
             &[self.dim, self.vocab],
             w,
         )];
+        if self.llama3_rope {
+            specs.push(TensorSpec::new(
+                "rope_freqs.weight",
+                &[self.head_dim() / 2],
+                GgmlType::F32,
+            ));
+        }
         for i in 0..self.layers {
             let name = |t: &str| format!("blk.{i}.{t}.weight");
             if self.arch == SynthArch::Phi3 {
@@ -327,7 +360,10 @@ impl SynthConfig {
 fn fill_values(cfg: &SynthConfig, spec: &TensorSpec, index: usize, start: u64, out: &mut [f32]) {
     let chunk = start / CHUNK_ELEMENTS as u64;
     let mut rng = SplitMix64::derive(cfg.seed, index as u64, chunk);
-    if spec.name.ends_with(".bias") {
+    if spec.name == "rope_freqs.weight" {
+        let factors = llama3_rope_factors(cfg.rope_freq_base, cfg.head_dim());
+        out.copy_from_slice(&factors[start as usize..start as usize + out.len()]);
+    } else if spec.name.ends_with(".bias") {
         out.iter_mut()
             .for_each(|x| *x = 0.1 * rng.next_signed_unit());
     } else if spec.dims.len() == 1 {

@@ -42,6 +42,9 @@ pub struct SynthArgs {
     /// Keys a gemma3 sliding-window layer sees (five layers of every six are such layers).
     #[arg(long)]
     pub sliding_window: Option<u64>,
+    /// Add Llama 3.x RoPE scaling (`rope_freqs.weight`, with Llama 3.2's factors).
+    #[arg(long)]
+    pub llama3_rope: bool,
     /// Tie the output head to the embeddings (no output.weight).
     #[arg(long)]
     pub tied: bool,
@@ -83,6 +86,7 @@ impl SynthArgs {
             tied_output: self.tied || base.tied_output,
             seed: self.seed,
             sliding_window: self.sliding_window.unwrap_or(base.sliding_window),
+            llama3_rope: self.llama3_rope,
             ..base
         })
     }

@@ -69,7 +69,43 @@ mod tests {
             freq_base,
             freq_scale,
             style,
+            freq_factors: None,
         }
+    }
+
+    #[test]
+    fn frequency_factors_divide_each_pairs_angle() {
+        // Factors of 4 everywhere are a linear scale of 1/4 (both exact in f64); one factor
+        // changed moves only its own pair.
+        let b = backend(2);
+        let plain = params(3, 2, 8, 8, 7, 10000.0, 0.25, RopeStyle::Normal);
+        let mut r = rng(3);
+        let x = rand_vec(&mut r, 3 * 2 * 8, 2.0);
+        let run = |p: RopeParams| {
+            let mut out = buf(x.clone());
+            b.rope(&mut out, p).expect("rope");
+            out.into_vec()
+        };
+        let fours = RopeParams {
+            freq_scale: 1.0,
+            freq_factors: Some(vec![4.0; 4].into()),
+            ..plain.clone()
+        };
+        assert_eq!(run(fours.clone()), run(plain));
+        let one_changed = RopeParams {
+            freq_factors: Some(vec![4.0, 4.0, 8.0, 4.0].into()),
+            ..fours.clone()
+        };
+        let (a, c) = (run(fours.clone()), run(one_changed));
+        for (i, (a, c)) in a.iter().zip(&c).enumerate() {
+            // Pair 2 of each head is values 4 and 5 (adjacent pairs).
+            assert_eq!(a == c, i % 8 / 2 != 2, "value {i}");
+        }
+        let wrong = RopeParams {
+            freq_factors: Some(vec![1.0; 3].into()),
+            ..fours
+        };
+        assert_shape_err(b.rope(&mut buf(x.clone()), wrong), "rope");
     }
 
     #[test]
@@ -90,7 +126,7 @@ mod tests {
                     &x, tokens, heads, head_dim, rope_dim, pos0, base, scale, style,
                 );
                 let mut buf_x = buf(x.clone());
-                b.rope(&mut buf_x, p).expect("rope");
+                b.rope(&mut buf_x, p.clone()).expect("rope");
                 let got = buf_x.as_slice();
                 assert_close(&format!("{p:?}"), &got[..len], &want, &vec![TOL; len]);
                 // Dims past rope_dim and values past the rows are untouched, bit for bit.
@@ -141,7 +177,7 @@ mod tests {
         let x = rand_vec(&mut r, 9 * 4 * 32, 1.0);
         let p = params(9, 4, 32, 32, 100, 10000.0, 1.0, RopeStyle::Neox);
         let (mut a, mut c) = (buf(x.clone()), buf(x));
-        backend(1).rope(&mut a, p).expect("1");
+        backend(1).rope(&mut a, p.clone()).expect("1");
         backend(3).rope(&mut c, p).expect("3");
         assert_eq!(a, c);
     }
