@@ -14,6 +14,8 @@ pub use session::Session;
 
 mod plan;
 
+#[cfg(test)]
+mod arch_tests;
 // Memory maps, which wasm does not have.
 #[cfg(all(test, not(target_family = "wasm")))]
 mod load_tests;

@@ -110,6 +110,7 @@ pub(super) fn llama_plan<S: ByteSource>(
     let blocks = u32::try_from(hparams.block_count)
         .map_err(|_| Error::Config(format!("{} blocks is too many", hparams.block_count)))?;
     for i in 0..blocks {
+        check_block_shapes(store, hparams, arch, i)?;
         let mut tensors = match fused_block(store, hparams, arch, i)? {
             Some(parts) => parts
                 .into_iter()
@@ -217,6 +218,64 @@ pub(super) fn llama_plan<S: ByteSource>(
         layouts,
         head_rows,
     })
+}
+
+/// Checks that block `i`'s tensors have the shapes the hyperparameters declare (`[row length,
+/// rows]`), so a mismatched file fails at load with the tensor's name, not mid-pass.
+fn check_block_shapes<S: ByteSource>(
+    store: &WeightStore<S>,
+    hparams: &LlamaHparams,
+    arch: Arch,
+    i: u32,
+) -> Result<()> {
+    let dim = hparams.embedding_length;
+    let hd = hparams.key_length;
+    let (q, kv) = (hparams.head_count * hd, hparams.head_count_kv * hd);
+    let ffn = hparams.feed_forward_length;
+    let fused = arch == Arch::Phi3 && store.tensor(&format!("blk.{i}.attn_qkv.weight")).is_ok();
+    let mut want: Vec<(&str, Vec<u64>)> = vec![
+        ("attn_norm", vec![dim]),
+        ("attn_output", vec![q, dim]),
+        ("ffn_norm", vec![dim]),
+        ("ffn_down", vec![ffn, dim]),
+    ];
+    if fused {
+        want.extend([
+            ("attn_qkv", vec![dim, q + 2 * kv]),
+            ("ffn_up", vec![dim, 2 * ffn]),
+        ]);
+    } else {
+        want.extend([
+            ("attn_q", vec![dim, q]),
+            ("attn_k", vec![dim, kv]),
+            ("attn_v", vec![dim, kv]),
+            ("ffn_gate", vec![dim, ffn]),
+            ("ffn_up", vec![dim, ffn]),
+        ]);
+    }
+    if arch.qk_norm() {
+        want.extend([("attn_q_norm", vec![hd]), ("attn_k_norm", vec![hd])]);
+    }
+    if arch.post_norms() {
+        want.extend([
+            ("post_attention_norm", vec![dim]),
+            ("post_ffw_norm", vec![dim]),
+        ]);
+    }
+    for (w, dims) in want {
+        let name = format!("blk.{i}.{w}.weight");
+        let t = store.tensor(&name)?;
+        if t.dims != dims {
+            return Err(Error::Shape {
+                op: "load",
+                detail: format!(
+                    "'{name}' is {:?} but the hyperparameters make it {dims:?}",
+                    t.dims
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A Phi-3 block's `BLOCK_WEIGHTS` as (tensor, rows) when its projections are fused: q, k and v
