@@ -34,6 +34,12 @@ with rmsnorm(x) = x / sqrt(mean(x^2) + eps). Every value after dequantization is
             (rope.freq_base_swa when given); the others see everything and use rope.freq_base.
             The file's norm weights already hold Gemma's (1 + w) (llama.cpp's converter adds it).
     llama with rope_freqs.weight (Llama 3.x): pair i's frequency is divided by rope_freqs[i].
+    rope.scaling.type yarn: ggml's rope_yarn (a ramp between the correction dims of beta_fast 32
+            and beta_slow 1 over rope.scaling.original_context_length mixes the interpolated and
+            the original angle; cos and sin times attn_factor * (1 + 0.1 ln(factor))).
+    rope_factors_long/short (Phi-3): the long divisors when the context (--context, default the
+            model's context_length) exceeds rope.scaling.original_context_length, else the short;
+            cos and sin times rope.scaling.attn_factor.
     phi3:   NeoX halves; q, k, v are rows 0.., H*hd.., (H+Hkv)*hd.. of one attn_qkv, and gate, up
             the first and second halves of ffn_up's rows (when the file fuses them).
 
@@ -171,7 +177,7 @@ class Model:
         self.rope_dim = int(g.get(f"{a}.rope.dimension_count", self.head_dim))
         scaling_type = g.get(f"{a}.rope.scaling.type")
         factor = g.get(f"{a}.rope.scaling.factor")
-        if scaling_type not in (None, "none", "linear", "llama3"):
+        if scaling_type not in (None, "none", "linear", "llama3", "yarn"):
             raise SystemExit(f"error: rope scaling {scaling_type!r} is not supported")
         if scaling_type in ("none", "llama3") or factor is None or float(factor) == 0.0:
             self.rope_scale = 1.0
@@ -181,6 +187,16 @@ class Model:
         self.rope_freqs = g.tensor("rope_freqs.weight").reshape(-1) if g.has("rope_freqs.weight") else None
         if scaling_type == "llama3" and self.rope_freqs is None:
             raise SystemExit("error: rope.scaling.type llama3 without rope_freqs.weight")
+        # Phi-3 long-context factors: the long ones for a context above the original, else short
+        # (llama.cpp's get_rope_factors with n_ctx = `context`, set by the caller).
+        self.rope_long = g.tensor("rope_factors_long.weight").reshape(-1) if g.has("rope_factors_long.weight") else None
+        self.rope_short = g.tensor("rope_factors_short.weight").reshape(-1) if g.has("rope_factors_short.weight") else None
+        self.orig_ctx = int(g.get(f"{a}.rope.scaling.original_context_length", g.require(f"{a}.context_length")))
+        self.context = int(g.require(f"{a}.context_length"))
+        self.attn_factor = float(g.get(f"{a}.rope.scaling.attn_factor", 1.0))
+        self.yarn = scaling_type == "yarn"
+        self.beta_fast = float(g.get(f"{a}.rope.scaling.yarn_beta_fast", 32.0))
+        self.beta_slow = float(g.get(f"{a}.rope.scaling.yarn_beta_slow", 1.0))
         # llama.cpp: LLM_ARCH_LLAMA uses LLAMA_ROPE_TYPE_NORM (adjacent pairs), the others NEOX.
         self.neox = arch != "llama"
         self.qk_norm = arch in ("qwen3", "gemma3")
@@ -266,6 +282,10 @@ class Model:
             "rope_freq_base": self.rope_base,
             "rope_dim": self.rope_dim,
             "rope_linear_scale": self.rope_scale,
+            "rope_yarn": self.yarn,
+            "rope_attn_factor": self.attn_factor,
+            "rope_long_factors": self.rope_long is not None and self.context > self.orig_ctx,
+            "context": self.context,
             "rope_freq_factors": None if self.rope_freqs is None else [float(f) for f in self.rope_freqs],
             "rope_pairing": "neox halves (i, i+d/2)" if self.neox else "adjacent pairs (2i, 2i+1)",
             "tied_output": self.tied_output,
@@ -290,9 +310,25 @@ class Model:
         inv_freq = base ** (-2.0 * np.arange(half, dtype=np.float64) / self.rope_dim)
         if self.rope_freqs is not None:
             inv_freq = inv_freq / self.rope_freqs
-        angles = (pos.astype(np.float64) / self.rope_scale)[:, None] * inv_freq[None, :]
-        cos = np.cos(angles)[:, None, :]
-        sin = np.sin(angles)[:, None, :]
+        elif self.rope_long is not None:
+            inv_freq = inv_freq / (self.rope_long if self.context > self.orig_ctx else self.rope_short)
+        extrap = pos.astype(np.float64)[:, None] * inv_freq[None, :]
+        angles = extrap / self.rope_scale
+        mscale = self.attn_factor
+        if self.yarn:
+            # ggml's rope_yarn: a ramp over pairs between the correction dims blends the original
+            # angle back in; the magnitude grows by 0.1 ln(scale).
+            def corr(rot: float) -> float:
+                return self.rope_dim * np.log(self.orig_ctx / (rot * 2 * np.pi)) / (2 * np.log(base))
+
+            low = max(0.0, np.floor(corr(self.beta_fast)))
+            high = min(self.rope_dim - 1.0, np.ceil(corr(self.beta_slow)))
+            y = (np.arange(half, dtype=np.float64) - low) / max(0.001, high - low)
+            mix = 1.0 - np.clip(y, 0.0, 1.0)
+            angles = angles * (1 - mix)[None, :] + extrap * mix[None, :]
+            mscale *= 1.0 + 0.1 * np.log(self.rope_scale)
+        cos = np.cos(angles)[:, None, :] * mscale
+        sin = np.sin(angles)[:, None, :] * mscale
         out = x.copy()
         if self.neox:
             x0, x1 = x[..., :half], x[..., half : self.rope_dim]
@@ -494,12 +530,16 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=256, help="random vocab ids stored per position")
     ap.add_argument("--sample-seed", type=int, default=20240917)
     ap.add_argument("--model-command", default=None, help="how the model file was made (recorded)")
+    ap.add_argument("--context", type=int, default=None,
+                    help="the context a session holds (picks Phi-3's long or short RoPE factors); default the model's")
     args = ap.parse_args()
 
     t0 = time.time()
     model_sha = sha256_file(args.model)
     g = Gguf(args.model)
     model = Model(g)
+    if args.context is not None:
+        model.context = args.context
     t_load = time.time() - t0
     print(f"loaded {args.model.name} ({model.arch}, {model.n_layer} layers) in {t_load:.1f}s", flush=True)
 

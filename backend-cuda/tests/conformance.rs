@@ -208,6 +208,8 @@ proptest! {
             freq_scale: 1.0,
             style: if neox { RopeStyle::Neox } else { RopeStyle::Normal },
             freq_factors: neox.then(|| vec![4.0; rope_dim / 2].into()),
+            attn_factor: if neox { 1.3 } else { 1.0 },
+            yarn: None,
         };
         let n = tokens * heads * head_dim;
         let x = rig.values(n, 2.0);

@@ -136,7 +136,7 @@ proptest! {
         let p = RopeParams {
             tokens, heads, head_dim, rope_dim, pos0, freq_base: 10000.0, freq_scale: 1.0,
             style: if neox { RopeStyle::Neox } else { RopeStyle::Normal },
-            freq_factors,
+            freq_factors, attn_factor: 1.0, yarn: None,
         };
         let mut gx = gpu_buf(&g, &x);
         g.rope(&mut gx, p.clone()).unwrap();

@@ -401,14 +401,16 @@ pub fn parse_synth_command(command: &str) -> SynthConfig {
     let mut flags: HashMap<&str, &str> = HashMap::new();
     let mut tied = false;
     let mut llama3_rope = false;
+    let mut long_rope = false;
     let mut rest = words[2..].iter();
     while let Some(&w) = rest.next() {
         match w {
             "--tied" => tied = true,
             "--llama3-rope" => llama3_rope = true,
+            "--long-rope" => long_rope = true,
             "-o" | "--out" | "--threads" | "--preset" | "--layers" | "--dim" | "--ffn"
             | "--heads" | "--kv-heads" | "--vocab" | "--context" | "--type" | "--arch"
-            | "--seed" | "--sliding-window" => {
+            | "--seed" | "--sliding-window" | "--yarn" => {
                 let v = rest
                     .next()
                     .unwrap_or_else(|| panic!("{command}: {w} needs a value"));
@@ -450,6 +452,11 @@ pub fn parse_synth_command(command: &str) -> SynthConfig {
         seed: num(&flags, "--seed", 0),
         sliding_window: num(&flags, "--sliding-window", base.sliding_window),
         llama3_rope,
+        long_rope,
+        yarn_factor: flags.get("--yarn").map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{command}: bad value {v} for --yarn"))
+        }),
         ..base
     }
 }

@@ -171,6 +171,8 @@ pub fn synth_architectures_match_cpu_exact<B: Backend>(gpu: &B) {
         "synth-qwen3",
         "synth-gemma3",
         "synth-phi3",
+        "synth-phi3-long",
+        "synth-yarn",
     ] {
         let fx = ReferenceFixture::load(fixture);
         let store = Arc::new(

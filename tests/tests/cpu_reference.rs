@@ -267,8 +267,9 @@ fn correlation_and_max_diff(a: &[f32], b: &[f32]) -> (f64, f32) {
 
 /// Synthesized models of every architecture (qwen2: q/k/v biases and NeoX RoPE; qwen3: per-head
 /// q/k norms; gemma3: those, post-norms, GeGLU, the embedding scale and a sliding window of 8 on
-/// five of its six layers, which the prompts outgrow), rebuilt from the fixture's recorded synth
-/// command: no download needed.
+/// five of its six layers, which the prompts outgrow; phi3: fused tensors, and with long-context
+/// RoPE factors; llama with Llama 3's rope_freqs and with YaRN), rebuilt from the fixture's
+/// recorded synth command: no download needed.
 #[test]
 fn exact_path_matches_the_reference_on_synth_models_of_every_architecture() {
     for name in [
@@ -278,6 +279,8 @@ fn exact_path_matches_the_reference_on_synth_models_of_every_architecture() {
         "synth-qwen3",
         "synth-gemma3",
         "synth-phi3",
+        "synth-phi3-long",
+        "synth-yarn",
     ] {
         let fx = ReferenceFixture::load(name);
         let bytes = fx.synth_model_bytes();
@@ -294,7 +297,13 @@ fn exact_path_matches_the_reference_on_synth_models_of_every_architecture() {
         let model = Model::load(&backend, Arc::new(store)).unwrap();
         let vocab = model.vocab_size();
         for p in &fx.prompts {
-            let logits = teacher_forced(&backend, &model, p);
+            // Sessions of the model's whole context, as the reference assumes (it picks Phi-3's
+            // long RoPE factors by it).
+            let tokens = p.tokens();
+            let mut session = model.session(&backend, usize::MAX).unwrap();
+            let logits =
+                pollster::block_on(model.forward(&backend, &mut session, &tokens, Logits::All))
+                    .unwrap();
             let (worst, steps) = check_prompt(&fx, p, &logits, vocab, EXACT_BOUND);
             println!(
                 "{name} {:<10} max |diff| {worst:.6}; greedy equal for {steps}/{} steps",

@@ -270,7 +270,10 @@ pub fn float_type_code(op: &'static str, ty: GgmlType) -> Result<u32> {
 impl RopeParams {
     /// `[cos, sin]` of each token's angle for each rotated pair, token-major, in f64: the table
     /// GPU kernels read, so every backend rotates by the same correctly rounded angles. Call after
-    /// [`RopeParams::check`].
+    /// [`RopeParams::check`]. As ggml's `rope_yarn`: pair `i`'s original angle is
+    /// `pos · base^(-2i/rope_dim) / freq_factors[i]`, the interpolated one that times
+    /// `freq_scale`; YaRN mixes them by its ramp and raises the magnitude by `0.1·ln(1/freq_scale)`;
+    /// both are scaled by `attn_factor`.
     pub fn angle_table(&self) -> Vec<[f64; 2]> {
         let half = self.rope_dim / 2;
         let factor = |i: usize| {
@@ -284,14 +287,54 @@ impl RopeParams {
                 f64::from(self.freq_base).powf(-2.0 * i as f64 / self.rope_dim as f64) / factor(i)
             })
             .collect();
+        let scale = f64::from(self.freq_scale);
+        let mut mscale = f64::from(self.attn_factor);
+        // Per pair, how much of the original (extrapolated) angle YaRN keeps.
+        let mix: Vec<f64> = match self.yarn {
+            None => vec![0.0; half],
+            Some(y) if y.ext_factor == 0.0 => vec![0.0; half],
+            Some(y) => {
+                let (low, high) = yarn_corr_dims(self.rope_dim, self.freq_base, y);
+                mscale *= 1.0 + 0.1 * (1.0 / scale).ln();
+                (0..half)
+                    .map(|i| {
+                        let ramp = (i as f64 - low) / (high - low).max(0.001);
+                        (1.0 - ramp.clamp(0.0, 1.0)) * f64::from(y.ext_factor)
+                    })
+                    .collect()
+            }
+        };
         (0..self.tokens)
             .flat_map(|t| {
-                let pos = (self.pos0 + t) as f64 * f64::from(self.freq_scale);
-                inv_freq.iter().map(move |&f| {
-                    let (s, c) = (pos * f).sin_cos();
-                    [c, s]
+                let pos = (self.pos0 + t) as f64;
+                let mix = &mix;
+                inv_freq.iter().zip(mix).map(move |(&f, &m)| {
+                    let extrap = pos * f;
+                    let interp = scale * extrap;
+                    let theta = if m == 0.0 {
+                        interp
+                    } else {
+                        interp * (1.0 - m) + extrap * m
+                    };
+                    let (s, c) = theta.sin_cos();
+                    [c * mscale, s * mscale]
                 })
             })
             .collect()
     }
+}
+
+/// YaRN's correction range of pair indices, as ggml's `ggml_rope_yarn_corr_dims`: the pairs that
+/// turn `beta_fast` and `beta_slow` times over the original context, floored and ceiled, clamped to
+/// the rotated pairs.
+fn yarn_corr_dims(rope_dim: usize, base: f32, y: super::Yarn) -> (f64, f64) {
+    let dims = rope_dim as f64;
+    let corr = |rotations: f32| {
+        dims * (f64::from(y.original_context) / (f64::from(rotations) * 2.0 * std::f64::consts::PI))
+            .ln()
+            / (2.0 * f64::from(base).ln())
+    };
+    let low = corr(y.beta_fast).floor().max(0.0);
+    let high = corr(y.beta_slow).ceil().min(dims - 1.0);
+    (low, high)
 }

@@ -69,6 +69,22 @@ pub struct RopeParams {
     /// Per-pair divisors of the frequencies (`rope_freqs.weight`, `rope_dim / 2` of them, as
     /// ggml's `freq_factors`): pair `i`'s angle is divided by `freq_factors[i]`.
     pub freq_factors: Option<std::sync::Arc<[f32]>>,
+    /// Multiplies the cosines and sines (ggml's `attn_factor`; 1 for none): with YaRN or
+    /// Phi-3's long-context factors it scales q and k, so the scores by its square.
+    pub attn_factor: f32,
+    /// YaRN: pairs blend the interpolated (`freq_scale`) and the original angle by a ramp.
+    pub yarn: Option<Yarn>,
+}
+
+/// YaRN's parameters, as ggml's `rope_yarn` takes them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Yarn {
+    /// The context the model was trained on (`rope.scaling.original_context_length`).
+    pub original_context: f32,
+    pub beta_fast: f32,
+    pub beta_slow: f32,
+    /// How much of the ramp applies (1 for YaRN).
+    pub ext_factor: f32,
 }
 
 /// Copy `rows` rows of `cols` values from row `src_row0` of `src` into `dst` from row `dst_row0`

@@ -16,7 +16,8 @@ fn config(arch: SynthArch) -> SynthConfig {
     }
 }
 
-/// `cfg`'s model with its metadata and tensor directory edited, all tensor data zero.
+/// `cfg`'s model with its metadata and tensor directory edited; F32 tensors hold ones, the
+/// others zeros.
 fn edited(
     cfg: &SynthConfig,
     meta: impl FnOnce(&mut Metadata),
@@ -26,10 +27,16 @@ fn edited(
     meta(&mut m);
     let mut t = cfg.tensor_specs();
     specs(&mut t);
-    let sizes: Vec<u64> = t.iter().map(|s| s.n_bytes().unwrap()).collect();
+    let data: Vec<Vec<u8>> = t
+        .iter()
+        .map(|s| match s.ggml_type {
+            GgmlType::F32 => 1f32.to_le_bytes().repeat(s.n_bytes().unwrap() as usize / 4),
+            _ => vec![0u8; s.n_bytes().unwrap() as usize],
+        })
+        .collect();
     let mut w = GgufWriter::new(Vec::new(), &m, t).unwrap();
-    for n in sizes {
-        w.write_tensor_data(&vec![0u8; n as usize]).unwrap();
+    for bytes in data {
+        w.write_tensor_data(&bytes).unwrap();
     }
     w.finish().unwrap()
 }
@@ -77,10 +84,17 @@ fn an_unknown_architecture_is_named() {
 fn an_unknown_rope_scaling_is_named() {
     let bytes = edited(
         &config(SynthArch::Llama),
+        |m| m.set("llama.rope.scaling.type", Value::String("dynamic".into())),
+        |_| {},
+    );
+    assert_names(&load_error(bytes), "dynamic");
+    // YaRN needs the context it extends.
+    let bytes = edited(
+        &config(SynthArch::Llama),
         |m| m.set("llama.rope.scaling.type", Value::String("yarn".into())),
         |_| {},
     );
-    assert_names(&load_error(bytes), "yarn");
+    assert_names(&load_error(bytes), "original_context_length");
     // llama3 scaling needs its factors.
     let bytes = edited(
         &config(SynthArch::Llama),
@@ -91,19 +105,58 @@ fn an_unknown_rope_scaling_is_named() {
 }
 
 #[test]
-fn long_context_rope_factors_are_refused() {
+fn long_context_rope_factors_come_in_pairs_with_their_context() {
+    let half = SynthConfig::default().dim / SynthConfig::default().heads / 2;
     let bytes = edited(
         &config(SynthArch::Phi3),
         |_| {},
         |t| {
             t.push(TensorSpec::new(
                 "rope_factors_long.weight",
-                &[32],
+                &[half],
                 GgmlType::F32,
             ))
         },
     );
-    assert_names(&load_error(bytes), "rope_factors_long.weight");
+    assert_names(&load_error(bytes), "rope_factors_short.weight");
+    let bytes = edited(
+        &config(SynthArch::Phi3),
+        |_| {},
+        |t| {
+            for name in ["rope_factors_long.weight", "rope_factors_short.weight"] {
+                t.push(TensorSpec::new(name, &[half], GgmlType::F32));
+            }
+        },
+    );
+    assert_names(&load_error(bytes), "original_context_length");
+}
+
+#[test]
+fn phi3_picks_its_short_factors_for_short_sessions() {
+    // A session within the original context (32) rotates with the short factors: the same
+    // logits as a copy of the model whose long factors are the short ones, in a long session.
+    let cfg = SynthConfig {
+        long_rope: true,
+        ..config(SynthArch::Phi3)
+    };
+    let bytes = crate::synth::write(&cfg, Vec::new(), 1, |_, _| {}).unwrap();
+    let store =
+        Arc::new(WeightStore::open(MemorySource::new(bytes), StoreConfig::default()).unwrap());
+    let b = CpuBackend::new(CpuConfig::default()).unwrap();
+    let model = Model::load(&b, store).unwrap();
+    let run = |model: &Model<CpuBackend>, context| {
+        let mut s = model.session(&b, context).unwrap();
+        pollster::block_on(model.forward(&b, &mut s, &[3, 9, 27], Logits::All)).unwrap()
+    };
+    let (short, long) = (run(&model, 32), run(&model, 33));
+    assert_ne!(short, long);
+    let mut swapped = model.rope.clone();
+    swapped.long = swapped.short.clone();
+    let same = Model {
+        rope: swapped,
+        ..model
+    };
+    assert_eq!(run(&same, 33), short);
 }
 
 #[test]
@@ -146,7 +199,7 @@ fn a_misshapen_tensor_is_named_with_both_shapes() {
 }
 
 #[test]
-fn rope_factors_of_the_wrong_length_or_sign_are_named() {
+fn rope_factors_of_the_wrong_length_or_type_are_named() {
     let cfg = SynthConfig {
         llama3_rope: true,
         ..config(SynthArch::Llama)
@@ -160,9 +213,16 @@ fn rope_factors_of_the_wrong_length_or_sign_are_named() {
         },
     );
     assert_names(&load_error(bytes), "rope_freqs.weight");
-    // All-zero factors (the edited file's data) would divide by zero.
-    let bytes = edited(&cfg, |_| {}, |_| {});
-    assert_names(&load_error(bytes), "positive");
+    // Factors must be F32.
+    let bytes = edited(
+        &cfg,
+        |_| {},
+        |t| {
+            let s = t.iter_mut().find(|s| s.name == "rope_freqs.weight");
+            s.unwrap().ggml_type = GgmlType::F16;
+        },
+    );
+    assert_names(&load_error(bytes), "of F32");
 }
 
 #[test]

@@ -102,8 +102,12 @@ impl<B: Backend> Model<B> {
                 let pos = session.pos;
                 backend.copy_rows(&s.q, &mut q1, row(d.q_dim, i, 0))?;
                 backend.copy_rows(&s.k, &mut k1, row(d.kv_dim, i, 0))?;
-                backend.rope(&mut q1, self.rope_params(layer, 1, d.heads, pos))?;
-                backend.rope(&mut k1, self.rope_params(layer, 1, d.kv_heads, pos))?;
+                let limit = session.limit;
+                backend.rope(&mut q1, self.rope_params(layer, (1, d.heads), pos, limit))?;
+                backend.rope(
+                    &mut k1,
+                    self.rope_params(layer, (1, d.kv_heads), pos, limit),
+                )?;
                 backend.copy_rows(&k1, &mut session.k_cache[layer], row(d.kv_dim, 0, pos))?;
                 backend.copy_rows(&s.v, &mut session.v_cache[layer], row(d.kv_dim, i, pos))?;
                 backend.attention(

@@ -102,7 +102,7 @@ impl<B: Backend> Model<B> {
             Logits::All => m,
         };
         let attend = |layer: usize, s: &mut Scratch<B>| {
-            let rope = |heads| self.rope_params(layer, m, heads, pos0);
+            let rope = |heads| self.rope_params(layer, (m, heads), pos0, session.limit);
             backend.rope(&mut s.q, rope(dims.heads))?;
             backend.rope(&mut s.k, rope(dims.kv_heads))?;
             let append = CopyRowsParams {
@@ -155,12 +155,14 @@ impl<B: Backend> Model<B> {
         }
     }
 
+    /// RoPE for `tokens` rows of `heads` heads at positions `pos0..` of layer `layer`, in a
+    /// session of `context` positions (Phi-3's long-context factors depend on it).
     pub(super) fn rope_params(
         &self,
         layer: usize,
-        tokens: usize,
-        heads: usize,
+        (tokens, heads): (usize, usize),
         pos0: usize,
+        context: usize,
     ) -> RopeParams {
         let hp = &self.hparams;
         RopeParams {
@@ -172,7 +174,9 @@ impl<B: Backend> Model<B> {
             freq_base: self.layer_attention[layer].freq_base,
             freq_scale: 1.0 / hp.rope_scale,
             style: self.arch.rope_style(),
-            freq_factors: self.rope_freqs.clone(),
+            freq_factors: self.rope.factors(context),
+            attn_factor: self.rope.attn_factor,
+            yarn: self.rope.yarn,
         }
     }
 

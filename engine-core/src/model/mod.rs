@@ -10,9 +10,11 @@ mod session;
 pub use arch::{Activation, Arch, LayerAttention};
 pub use batch::BatchScratch;
 pub use generate::{prefill, sample_after, Generator};
+pub use rope::RopeScaling;
 pub use session::Session;
 
 mod plan;
+mod rope;
 
 #[cfg(test)]
 mod arch_tests;
@@ -47,8 +49,8 @@ pub struct Model<B: Backend> {
     pub hparams: LlamaHparams,
     /// Each layer's RoPE base and attention window.
     layer_attention: Vec<LayerAttention>,
-    /// Per-pair RoPE frequency divisors (`rope_freqs.weight`: Llama 3.x's scaling).
-    rope_freqs: Option<Arc<[f32]>>,
+    /// RoPE scaling beyond `hparams.rope_scale`.
+    rope: RopeScaling,
     layouts: Vec<BlockLayout>,
     /// Rows of the head each output step computes.
     head_rows: Vec<Range<u64>>,
@@ -110,13 +112,13 @@ impl<B: Backend> Model<B> {
             arch,
             hparams,
             layer_attention,
-            rope_freqs,
+            rope,
         } = config;
         Self {
             arch,
             hparams,
             layer_attention,
-            rope_freqs,
+            rope,
             layouts,
             head_rows,
             host_embedding,
@@ -166,7 +168,7 @@ struct ModelConfig {
     arch: Arch,
     hparams: LlamaHparams,
     layer_attention: Vec<LayerAttention>,
-    rope_freqs: Option<Arc<[f32]>>,
+    rope: RopeScaling,
 }
 
 /// The architecture, hyperparameters, per-layer attention and RoPE frequency factors of the model
@@ -182,72 +184,14 @@ fn read_hparams<S: ByteSource>(store: &WeightStore<S>) -> Result<ModelConfig> {
         )));
     }
     // A RoPE scaling the forward pass does not implement would give wrong answers: refuse it.
-    let scaling_key = format!("{}.rope.scaling.type", hparams.architecture);
-    match file.metadata.get_str(&scaling_key)? {
-        None | Some("none") | Some("linear") | Some("llama3") => {}
-        Some(other) => {
-            return Err(Error::Config(format!(
-                "RoPE scaling '{other}' ({scaling_key}) is not implemented"
-            )))
-        }
-    }
-    for factors in ["rope_factors_long.weight", "rope_factors_short.weight"] {
-        if store.tensor(factors).is_ok() {
-            return Err(Error::Config(format!(
-                "long-context RoPE factors ({factors}, as Phi-3 128k models use) are not implemented"
-            )));
-        }
-    }
-    let rope_freqs = rope_freqs(store, &hparams)?;
-    if file.metadata.get_str(&scaling_key)? == Some("llama3") && rope_freqs.is_none() {
-        return Err(Error::Config(format!(
-            "{scaling_key} is llama3 but the file has no rope_freqs.weight to scale by"
-        )));
-    }
+    let rope = rope::read(store, &hparams, &file.metadata)?;
     let layer_attention = arch::layer_attention(arch, &hparams, &file.metadata)?;
     Ok(ModelConfig {
         arch,
         hparams,
         layer_attention,
-        rope_freqs,
+        rope,
     })
-}
-
-/// `rope_freqs.weight` (Llama 3.x's RoPE scaling, as the converter computes it): one positive
-/// divisor per rotated pair, in F32, or `None` when the file has none.
-fn rope_freqs<S: ByteSource>(
-    store: &WeightStore<S>,
-    hparams: &LlamaHparams,
-) -> Result<Option<Arc<[f32]>>> {
-    const NAME: &str = "rope_freqs.weight";
-    let t = match store.tensor(NAME) {
-        Ok(t) => t,
-        Err(Error::TensorNotFound(_)) => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let pairs = hparams.rope_dimension_count / 2;
-    let n: u64 = t.dims.iter().product();
-    if n != pairs || t.ggml_type != crate::quant::GgmlType::F32 {
-        return Err(Error::Shape {
-            op: "load",
-            detail: format!(
-                "'{NAME}' is {n} values of {}, expected {pairs} of F32 (rope dimension / 2)",
-                t.ggml_type
-            ),
-        });
-    }
-    let mut bytes = vec![0u8; usize_of(t.range.end - t.range.start)?];
-    store.read_range(t.range.clone(), &mut bytes)?;
-    let values: Vec<f32> = bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    if let Some(bad) = values.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
-        return Err(Error::Config(format!(
-            "'{NAME}' holds {bad}: each factor must be a positive number"
-        )));
-    }
-    Ok(Some(values.into()))
 }
 
 /// The layer plan a streamed load of the model in `store` walks (for `sluice inspect --plan`).

@@ -84,7 +84,15 @@ pub struct SynthConfig {
     pub sliding_window: u64,
     /// Write `rope_freqs.weight`: Llama 3.x's RoPE scaling, with Llama 3.2's parameters.
     pub llama3_rope: bool,
+    /// YaRN RoPE scaling by this factor over an original context of `SCALED_ORIGINAL_CONTEXT`.
+    pub yarn_factor: Option<f32>,
+    /// Phi-3's long-context RoPE: `rope_factors_long` / `_short` over an original context of
+    /// `SCALED_ORIGINAL_CONTEXT`, with their magnitude factor.
+    pub long_rope: bool,
 }
+
+/// The original context synth declares for YaRN and long-context RoPE.
+pub const SCALED_ORIGINAL_CONTEXT: u64 = 32;
 
 /// Llama 3.2's RoPE scaling: factor, low- and high-frequency factors, original context.
 const LLAMA3_ROPE: (f64, f64, f64, f64) = (32.0, 1.0, 4.0, 8192.0);
@@ -128,6 +136,8 @@ impl Default for SynthConfig {
             rms_norm_eps: 1e-5,
             sliding_window: 512,
             llama3_rope: false,
+            yarn_factor: None,
+            long_rope: false,
         }
     }
 }
@@ -228,6 +238,11 @@ impl SynthConfig {
                 &[self.head_dim() / 2],
                 GgmlType::F32,
             ));
+        }
+        if self.long_rope {
+            for name in ["rope_factors_long.weight", "rope_factors_short.weight"] {
+                specs.push(TensorSpec::new(name, &[self.head_dim() / 2], GgmlType::F32));
+            }
         }
         for i in 0..self.layers {
             let name = |t: &str| format!("blk.{i}.{t}.weight");
@@ -336,6 +351,26 @@ impl SynthConfig {
             Value::F32(self.rms_norm_eps),
         );
         m.set(format!("{arch}.vocab_size"), u32_of("vocab", self.vocab)?);
+        if let Some(factor) = self.yarn_factor {
+            m.set(format!("{arch}.rope.scaling.type"), s("yarn"));
+            m.set(format!("{arch}.rope.scaling.factor"), Value::F32(factor));
+        }
+        if self.yarn_factor.is_some() || self.long_rope {
+            m.set(
+                format!("{arch}.rope.scaling.original_context_length"),
+                Value::U32(SCALED_ORIGINAL_CONTEXT as u32),
+            );
+        }
+        if self.long_rope {
+            // Phi-3's converter: √(1 + ln(scale) / ln(original)) for scale = context / original.
+            let orig = SCALED_ORIGINAL_CONTEXT as f64;
+            let scale = (self.context as f64 / orig).max(1.0);
+            let attn = (1.0 + scale.ln() / orig.ln()).sqrt();
+            m.set(
+                format!("{arch}.rope.scaling.attn_factor"),
+                Value::F32(attn as f32),
+            );
+        }
         if self.arch == SynthArch::Gemma3 {
             m.set(
                 format!("{arch}.attention.sliding_window"),
@@ -363,6 +398,13 @@ fn fill_values(cfg: &SynthConfig, spec: &TensorSpec, index: usize, start: u64, o
     if spec.name == "rope_freqs.weight" {
         let factors = llama3_rope_factors(cfg.rope_freq_base, cfg.head_dim());
         out.copy_from_slice(&factors[start as usize..start as usize + out.len()]);
+    } else if spec.name.starts_with("rope_factors_") {
+        // Divisors rising from 1 over the pairs: to 8 for long contexts, to 2 for short ones.
+        let top = if spec.name.contains("long") { 7.0 } else { 1.0 };
+        let last = (out.len().max(2) - 1) as f32;
+        for (i, x) in out.iter_mut().enumerate() {
+            *x = 1.0 + top * i as f32 / last;
+        }
     } else if spec.name.ends_with(".bias") {
         out.iter_mut()
             .for_each(|x| *x = 0.1 * rng.next_signed_unit());

@@ -45,6 +45,12 @@ pub struct SynthArgs {
     /// Add Llama 3.x RoPE scaling (`rope_freqs.weight`, with Llama 3.2's factors).
     #[arg(long)]
     pub llama3_rope: bool,
+    /// Add YaRN RoPE scaling by this factor (over an original context of 32).
+    #[arg(long)]
+    pub yarn: Option<f32>,
+    /// Add Phi-3's long-context RoPE factors (long and short, over an original context of 32).
+    #[arg(long)]
+    pub long_rope: bool,
     /// Tie the output head to the embeddings (no output.weight).
     #[arg(long)]
     pub tied: bool,
@@ -87,6 +93,8 @@ impl SynthArgs {
             seed: self.seed,
             sliding_window: self.sliding_window.unwrap_or(base.sliding_window),
             llama3_rope: self.llama3_rope,
+            yarn_factor: self.yarn,
+            long_rope: self.long_rope,
             ..base
         })
     }

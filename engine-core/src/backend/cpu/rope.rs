@@ -70,6 +70,8 @@ mod tests {
             freq_scale,
             style,
             freq_factors: None,
+            attn_factor: 1.0,
+            yarn: None,
         }
     }
 
