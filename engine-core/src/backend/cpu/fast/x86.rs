@@ -124,9 +124,8 @@ unsafe fn gemm_legacy<const TS: usize, const MIN: bool, const OFF: i32, const VN
 ) {
     let nx = xs.len().min(GEMM_MAX_X);
     let xs = &xs[..nx];
-    if xs.iter().all(|xq| xq.has_interleaved()) {
-        return interleaved::gemm_legacy::<TS, MIN, OFF, VNNI>(w, row_bytes, xs, out);
-    }
+    // Rows in the interleaved layout need no horizontal sums (`interleaved`).
+    let il = xs.iter().all(|xq| xq.has_interleaved());
     for (r, (row, out)) in w
         .chunks_exact(row_bytes)
         .zip(out.chunks_exact_mut(nx))
@@ -142,7 +141,10 @@ unsafe fn gemm_legacy<const TS: usize, const MIN: bool, const OFF: i32, const VN
                 q[i] = widen::<TS>(&wb[i]);
             }
             let words = gather_words(wb);
-            gemm_group::<MIN, OFF, VNNI>(&mut acc, q, words, xs, 8 * g);
+            match il {
+                true => interleaved::group::<MIN, OFF, VNNI>(&mut acc, q, words, xs, g),
+                false => gemm_group::<MIN, OFF, VNNI>(&mut acc, q, words, xs, 8 * g),
+            }
         }
         if !tail.is_empty() {
             // Missing blocks: zero weights and zero scales add +0.0, as in `dot_legacy`.
@@ -152,9 +154,13 @@ unsafe fn gemm_legacy<const TS: usize, const MIN: bool, const OFF: i32, const VN
                 q[i] = widen::<TS>(b);
                 words[i] = first_word(b);
             }
-            gemm_group::<MIN, OFF, VNNI>(&mut acc, q, words, xs, 8 * groups.len());
+            let g = groups.len();
+            match il {
+                true => interleaved::group::<MIN, OFF, VNNI>(&mut acc, q, words, xs, g),
+                false => gemm_group::<MIN, OFF, VNNI>(&mut acc, q, words, xs, 8 * g),
+            }
         }
-        for (o, acc) in out.iter_mut().zip(&acc) {
+        for (o, acc) in out.iter_mut().zip(&acc[..nx]) {
             *o = lanes_sum(*acc);
         }
     }

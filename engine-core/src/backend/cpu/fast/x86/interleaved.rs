@@ -1,78 +1,28 @@
-//! `gemm` of 32-value blocks with the activations in the interleaved layout
+//! One group of eight 32-value blocks of `gemm` with the activations in the interleaved layout
 //! (`QuantizedActivations::interleave`): each vector of a group holds value pairs of eight
 //! different blocks, so the integer products accumulate straight into one lane per block and no
-//! per-token horizontal sum is needed. The weights of each group of eight blocks are widened and
-//! transposed into that layout once, for every activation row. The block sums are the same exact
+//! per-token horizontal sum is needed. The group's widened weights are transposed into that
+//! layout once, for every activation row. The block sums are the same exact
 //! integers as the natural layout's, so the results are bit-identical to `scalar::gemv`.
 
 use super::super::{QuantizedActivations, GEMM_MAX_X};
-use super::{
-    block_sums_scaled, first_word, gather_words, lanes_sum, load256, madd_acc, prefetch_ahead,
-    widen, Wide, QK,
-};
+use super::{block_sums_scaled, load256, madd_acc, Wide, QK};
 use std::arch::x86_64::*;
 
-/// `super::gemm_legacy` for activation rows that all have the interleaved layout.
+/// Group `g`'s eight widened weight blocks `q`, transposed, dotted with every activation row
+/// (all in the interleaved layout).
 #[inline(always)]
-pub(super) unsafe fn gemm_legacy<
-    const TS: usize,
-    const MIN: bool,
-    const OFF: i32,
-    const VNNI: bool,
->(
-    w: &[u8],
-    row_bytes: usize,
-    xs: &[&QuantizedActivations],
-    out: &mut [f32],
-) {
-    let nx = xs.len();
-    for (r, (row, out)) in w
-        .chunks_exact(row_bytes)
-        .zip(out.chunks_exact_mut(nx))
-        .enumerate()
-    {
-        // SAFETY (this block): the caller guarantees AVX2, FMA, F16C and, when `VNNI`, AVX-512
-        // VNNI + VL, all that the functions below use.
-        unsafe {
-            prefetch_ahead(w, r * row_bytes, row_bytes);
-            let (blocks, _) = row.as_chunks::<TS>();
-            let (groups, tail) = blocks.as_chunks::<8>();
-            let mut acc = [_mm256_setzero_ps(); GEMM_MAX_X];
-            for (g, wb) in groups.iter().enumerate() {
-                let mut q = [[_mm256_setzero_si256(); 2]; 8];
-                for i in 0..8 {
-                    q[i] = widen::<TS>(&wb[i]);
-                }
-                group::<MIN, OFF, VNNI>(&mut acc, transpose(q), gather_words(wb), xs, g);
-            }
-            if !tail.is_empty() {
-                // Missing blocks: zero weights and zero scales add +0.0, as in `dot_legacy`.
-                let mut q = [[_mm256_setzero_si256(); 2]; 8];
-                let mut words = [0i32; 8];
-                for (i, b) in tail.iter().enumerate() {
-                    q[i] = widen::<TS>(b);
-                    words[i] = first_word(b);
-                }
-                group::<MIN, OFF, VNNI>(&mut acc, transpose(q), words, xs, groups.len());
-            }
-            for (o, acc) in out.iter_mut().zip(&acc[..nx]) {
-                *o = lanes_sum(*acc);
-            }
-        }
-    }
-}
-
-/// Group `g`'s sixteen transposed weight vectors dotted with every activation row.
-#[inline(always)]
-unsafe fn group<const MIN: bool, const OFF: i32, const VNNI: bool>(
+pub(super) unsafe fn group<const MIN: bool, const OFF: i32, const VNNI: bool>(
     acc: &mut [__m256; GEMM_MAX_X],
-    v: [__m256i; 16],
+    q: [Wide; 8],
     words: [i32; 8],
     xs: &[&QuantizedActivations],
     g: usize,
 ) {
-    // SAFETY (this block): as in `gemm_legacy`.
+    // SAFETY (this block): the caller guarantees AVX2, FMA, F16C and, when `VNNI`, AVX-512 VNNI
+    // + VL, all that the functions below use.
     unsafe {
+        let v = transpose(q);
         let (dw, mw) = super::split_f16_pairs(words);
         for (acc, xq) in acc.iter_mut().zip(xs) {
             let x = &xq.interleaved[g * 8 * QK..(g + 1) * 8 * QK];
