@@ -390,6 +390,18 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// The reference fixtures on synthesized models: one per architecture and RoPE scaling.
+pub const SYNTH_FIXTURES: [&str; 8] = [
+    "synth-llama",
+    "synth-llama3",
+    "synth-qwen2",
+    "synth-qwen3",
+    "synth-gemma3",
+    "synth-phi3",
+    "synth-phi3-long",
+    "synth-yarn",
+];
+
 /// Parses a recorded `sluice synth ...` command line into the configuration it describes, with the
 /// CLI's defaults and flag meanings (`--out` and `--threads` do not change the bytes, and are ignored).
 pub fn parse_synth_command(command: &str) -> SynthConfig {

@@ -8,7 +8,7 @@
 //! prompts again as a prompt pass then one token per pass (the decode kernels, GEMV). A backend
 //! may add variants of itself (other kernel paths) that run the decode way on some prompts.
 
-use crate::fixtures::{ReferenceFixture, ReferencePrompt};
+use crate::fixtures::{ReferenceFixture, ReferencePrompt, SYNTH_FIXTURES};
 use engine_core::backend::cpu::{CpuBackend, CpuConfig, MatmulPath};
 use engine_core::backend::Backend;
 use engine_core::model::{Logits, Model};
@@ -164,16 +164,7 @@ pub fn synth_architectures_match_cpu_exact<B: Backend>(gpu: &B) {
         path: MatmulPath::Exact,
     })
     .unwrap();
-    for fixture in [
-        "synth-llama",
-        "synth-llama3",
-        "synth-qwen2",
-        "synth-qwen3",
-        "synth-gemma3",
-        "synth-phi3",
-        "synth-phi3-long",
-        "synth-yarn",
-    ] {
+    for fixture in SYNTH_FIXTURES {
         let fx = ReferenceFixture::load(fixture);
         let store = Arc::new(
             WeightStore::open(

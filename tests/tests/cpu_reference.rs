@@ -12,7 +12,7 @@ use engine_core::model::{Generator, Logits, Model};
 use engine_core::sample::{argmax, Sampler, SamplerConfig};
 use engine_core::source::MmapSource;
 use engine_core::store::{StoreConfig, WeightStore};
-use sluice_tests::fixtures::{LlamaCppFixture, ReferenceFixture, ReferencePrompt};
+use sluice_tests::fixtures::{LlamaCppFixture, ReferenceFixture, ReferencePrompt, SYNTH_FIXTURES};
 use sluice_tests::models::model_or_skip;
 use std::sync::Arc;
 
@@ -273,18 +273,7 @@ fn correlation_and_max_diff(a: &[f32], b: &[f32]) -> (f64, f32) {
 /// recorded synth command: no download needed.
 #[test]
 fn both_paths_match_the_reference_on_synth_models_of_every_architecture() {
-    for (name, (path, bound)) in [
-        "synth-llama",
-        "synth-llama3",
-        "synth-qwen2",
-        "synth-qwen3",
-        "synth-gemma3",
-        "synth-phi3",
-        "synth-phi3-long",
-        "synth-yarn",
-    ]
-    .into_iter()
-    .flat_map(|n| {
+    for (name, (path, bound)) in SYNTH_FIXTURES.into_iter().flat_map(|n| {
         [
             (n, (MatmulPath::Exact, EXACT_BOUND)),
             (n, (MatmulPath::Precise, PRECISE_BOUND)),

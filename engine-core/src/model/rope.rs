@@ -135,9 +135,7 @@ fn factors<S: ByteSource>(
             ),
         });
     }
-    let len = usize::try_from(t.range.end - t.range.start)
-        .map_err(|_| Error::Config(format!("'{name}' is too large")))?;
-    let mut bytes = vec![0u8; len];
+    let mut bytes = vec![0u8; super::usize_of(t.range.end - t.range.start)?];
     store.read_range(t.range.clone(), &mut bytes)?;
     let values: Vec<f32> = bytes
         .chunks_exact(4)
