@@ -4,11 +4,12 @@
 
 mod common;
 
+use backend_webgpu::kernels::{WEIGHT_TYPES, WEIGHT_TYPE_COUNT};
 use backend_webgpu::WebGpuBackend;
 use common::*;
 use engine_core::backend::cpu::{CpuBackend, CpuWeight};
 use engine_core::backend::{Backend, MatmulShape, WeightDesc};
-use engine_core::quant::{quantize, GgmlType};
+use engine_core::quant::{self, GgmlType};
 use engine_core::rng::SplitMix64;
 use engine_core::Error;
 use proptest::prelude::*;
@@ -17,17 +18,7 @@ use std::sync::OnceLock;
 type GpuWeight = <WebGpuBackend as Backend>::Weight;
 
 /// Every type the WebGPU matmul, dequant and embedding kernels decode.
-const TYPES: [GgmlType; 9] = [
-    GgmlType::F32,
-    GgmlType::F16,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q8_0,
-    GgmlType::Q4_K,
-    GgmlType::Q6_K,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-];
+const TYPES: [GgmlType; WEIGHT_TYPE_COUNT] = WEIGHT_TYPES;
 
 /// Written past `m·n` (and past the gathered rows) before each op: it must still be there after.
 const SENTINEL: f32 = 7.0;
@@ -52,31 +43,10 @@ fn tolerance(mag: f64, bias: f32) -> f32 {
     (1e-5 * (mag + f64::from(bias.abs())) + 1e-6) as f32
 }
 
-/// Random values in ±`scale`, and their encoding as `ty`. Types the engine cannot quantize (Q5_0,
-/// Q5_1) get random blocks instead: random quant bits under f16 scales (and mins) of about
-/// `scale / 16`, so values span about ±`scale` too.
+/// Random values in ±`scale` encoded as `ty` (random valid blocks for types the engine cannot
+/// quantize).
 fn random_weight(r: &mut SplitMix64, ty: GgmlType, len: usize, scale: f32) -> Vec<u8> {
-    if !ty.can_quantize() {
-        let (block, size) = (ty.block_size(), ty.type_size());
-        let scales = match ty {
-            GgmlType::Q5_1 => 2,
-            _ => 1,
-        };
-        let mut bytes = Vec::with_capacity(len / block * size);
-        for _ in 0..len / block {
-            let start = bytes.len();
-            bytes.extend((0..size).map(|_| r.next_u64() as u8));
-            for s in 0..scales {
-                let f = half::f16::from_f32(scale / 16.0 * r.next_signed_unit());
-                bytes[start + 2 * s..start + 2 * s + 2].copy_from_slice(&f.to_le_bytes());
-            }
-        }
-        return bytes;
-    }
-    let values = rand_vec(r, len, scale);
-    let mut bytes = Vec::new();
-    quantize(ty, &values, &mut bytes).expect("quantize");
-    bytes
+    quant::random_weight(r, ty, len, scale).expect("whole blocks")
 }
 
 /// The same weight (`rows` rows of `k` values of `ty`) on both backends.
@@ -510,22 +480,16 @@ fn unsupported_types_are_refused() {
         ggml_type: ty,
         dims,
     };
-    // Q2_K decodes on the CPU, not here: 84 bytes per 256 values.
-    let q2 = g
-        .upload_weight(desc(GgmlType::Q2_K, &[256, 2]), &[0; 168])
-        .unwrap();
+    // IQ4_NL (18 bytes per 32 values) is a type the engine knows and no backend decodes: its
+    // upload is refused, before any op sees it.
+    let ty = GgmlType::IQ4_NL;
+    assert!(is_unsupported(
+        g.upload_weight(desc(ty, &[32, 2]), &[0; 36]),
+        ty
+    ));
     let x = gpu_buf(g, &[1.0; 256]);
     let mut out = gpu_buf(g, &[0.0; 512]);
-    let shape = MatmulShape { m: 1, n: 2, k: 256 };
-    assert!(is_unsupported(
-        g.matmul(&q2, None, &x, &mut out, shape),
-        GgmlType::Q2_K
-    ));
-    assert!(is_unsupported(g.dequant(&q2, &mut out), GgmlType::Q2_K));
-    assert!(is_unsupported(
-        g.embedding(&q2, &[1], &mut out),
-        GgmlType::Q2_K
-    ));
+    let shape = MatmulShape { m: 1, n: 2, k: 32 };
 
     let w = g
         .upload_weight(desc(GgmlType::F32, &[32, 2]), &[0; 256])

@@ -49,7 +49,7 @@ const MATMUL: &str = include_str!("matmul.cuh");
 
 /// The weight types the gemv, gemm, dequant and embedding kernels decode, in the order of their
 /// entries (the `T_*` constants of blocks.cuh match it).
-pub const WEIGHT_TYPES: [GgmlType; 7] = [
+pub const WEIGHT_TYPES: [GgmlType; 13] = [
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::Q4_0,
@@ -57,6 +57,12 @@ pub const WEIGHT_TYPES: [GgmlType; 7] = [
     GgmlType::Q8_0,
     GgmlType::Q4_K,
     GgmlType::Q6_K,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q2_K,
+    GgmlType::Q3_K,
+    GgmlType::Q5_K,
+    GgmlType::BF16,
 ];
 
 /// The entry names of a per-weight-type file, in `WEIGHT_TYPES` order.
@@ -70,6 +76,12 @@ macro_rules! per_type {
             concat!($op, "_q8_0"),
             concat!($op, "_q4_k"),
             concat!($op, "_q6_k"),
+            concat!($op, "_q5_0"),
+            concat!($op, "_q5_1"),
+            concat!($op, "_q2_k"),
+            concat!($op, "_q3_k"),
+            concat!($op, "_q5_k"),
+            concat!($op, "_bf16"),
         ]
     };
 }
@@ -174,4 +186,19 @@ pub fn compile(file: &'static KernelFile, arch: &str) -> Result<Ptx, CudaError> 
             other => other.to_string(),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every type engine-core dequantizes has a kernel, once.
+    #[test]
+    fn weight_types_are_every_dequantizable_type() {
+        let mut ours = WEIGHT_TYPES.to_vec();
+        let mut all = GgmlType::DEQUANTIZABLE.to_vec();
+        ours.sort_by_key(|t| *t as u32);
+        all.sort_by_key(|t| *t as u32);
+        assert_eq!(ours, all);
+    }
 }

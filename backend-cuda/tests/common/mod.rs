@@ -5,7 +5,7 @@
 use backend_cuda::{CudaBackend, CudaBuffer, CudaWeight};
 use engine_core::backend::cpu::{CpuBackend, CpuBuffer, CpuConfig, CpuWeight, MatmulPath};
 use engine_core::backend::{Backend, WeightDesc};
-use engine_core::quant::{quantize, GgmlType};
+use engine_core::quant::{random_weight, GgmlType};
 use engine_core::rng::SplitMix64;
 use std::sync::OnceLock;
 
@@ -62,12 +62,11 @@ impl Rig {
         (gb, CpuBuffer::from(v.to_vec()))
     }
 
-    /// `len` random values in ±`scale` encoded as `ty`, uploaded to both backends.
+    /// `len` random values in ±`scale` encoded as `ty` (random valid blocks for types the engine
+    /// cannot quantize), uploaded to both backends.
     pub fn weight(&mut self, ty: GgmlType, dims: &[u64], scale: f32) -> (CudaWeight, CpuWeight) {
         let len = dims.iter().product::<u64>() as usize;
-        let values = self.values(len, scale);
-        let mut bytes = Vec::new();
-        quantize(ty, &values, &mut bytes).expect("quantize");
+        let bytes = random_weight(&mut self.r, ty, len, scale).expect("whole blocks");
         let desc = WeightDesc {
             name: "w",
             ggml_type: ty,

@@ -80,7 +80,7 @@ pub const BLOCKS: &str = include_str!("blocks.wgsl");
 
 /// The weight types the matmul, dequant and embedding kernels decode, in the order of their
 /// per-type kernel arrays (`WTYPE` is the index).
-pub const WEIGHT_TYPES: [GgmlType; 9] = [
+pub const WEIGHT_TYPES: [GgmlType; WEIGHT_TYPE_COUNT] = [
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::Q4_0,
@@ -90,7 +90,14 @@ pub const WEIGHT_TYPES: [GgmlType; 9] = [
     GgmlType::Q6_K,
     GgmlType::Q5_0,
     GgmlType::Q5_1,
+    GgmlType::Q2_K,
+    GgmlType::Q3_K,
+    GgmlType::Q5_K,
+    GgmlType::BF16,
 ];
+
+/// How many weight types the per-type kernels cover: every type engine-core dequantizes.
+pub const WEIGHT_TYPE_COUNT: usize = 13;
 
 /// One kernel per entry of `WEIGHT_TYPES`: `WTYPE`, the prelude and the block decoders, then the
 /// op's files. The names must stay in `WEIGHT_TYPES` order (the WGSL `T_*` constants match them).
@@ -106,6 +113,10 @@ macro_rules! per_weight_type {
             per_weight_type!(@one $op, $sg, "q6_k", 6, $($file),+),
             per_weight_type!(@one $op, $sg, "q5_0", 7, $($file),+),
             per_weight_type!(@one $op, $sg, "q5_1", 8, $($file),+),
+            per_weight_type!(@one $op, $sg, "q2_k", 9, $($file),+),
+            per_weight_type!(@one $op, $sg, "q3_k", 10, $($file),+),
+            per_weight_type!(@one $op, $sg, "q5_k", 11, $($file),+),
+            per_weight_type!(@one $op, $sg, "bf16", 12, $($file),+),
         ]
     };
     (@one $op:literal, $sg:literal, $ty:literal, $id:literal, $($file:expr),+) => {
@@ -125,30 +136,31 @@ macro_rules! per_weight_type {
 const MATMUL: &str = include_str!("matmul.wgsl");
 
 /// Matmul for one token, per weight type (workgroup-memory reduction: every adapter).
-pub static MATMUL_GEMV: [Kernel; 9] = per_weight_type!(
+pub static MATMUL_GEMV: [Kernel; WEIGHT_TYPE_COUNT] = per_weight_type!(
     "matmul_gemv",
     false,
     MATMUL,
     include_str!("matmul_gemv.wgsl")
 );
 /// Matmul for one token reduced with subgroup operations, per weight type.
-pub static MATMUL_GEMV_SUBGROUP: [Kernel; 9] = per_weight_type!(
+pub static MATMUL_GEMV_SUBGROUP: [Kernel; WEIGHT_TYPE_COUNT] = per_weight_type!(
     "matmul_gemv_subgroup",
     true,
     MATMUL,
     include_str!("matmul_gemv_subgroup.wgsl")
 );
 /// Matmul for several tokens (tiled), per weight type.
-pub static MATMUL_GEMM: [Kernel; 9] = per_weight_type!(
+pub static MATMUL_GEMM: [Kernel; WEIGHT_TYPE_COUNT] = per_weight_type!(
     "matmul_gemm",
     false,
     MATMUL,
     include_str!("matmul_gemm.wgsl")
 );
 /// Whole-weight dequantization, per weight type.
-pub static DEQUANT: [Kernel; 9] = per_weight_type!("dequant", false, include_str!("dequant.wgsl"));
+pub static DEQUANT: [Kernel; WEIGHT_TYPE_COUNT] =
+    per_weight_type!("dequant", false, include_str!("dequant.wgsl"));
 /// Embedding row gathers, per weight type.
-pub static EMBEDDING: [Kernel; 9] =
+pub static EMBEDDING: [Kernel; WEIGHT_TYPE_COUNT] =
     per_weight_type!("embedding", false, include_str!("embedding.wgsl"));
 
 /// Every kernel, for validation and warm-up.
@@ -167,4 +179,19 @@ pub fn all() -> Vec<&'static Kernel> {
     v.extend(crate::ops::matmul::kernels());
     v.extend(crate::ops::attention::kernels());
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every type engine-core dequantizes has a kernel, once.
+    #[test]
+    fn weight_types_are_every_dequantizable_type() {
+        let mut ours = WEIGHT_TYPES.to_vec();
+        let mut all = GgmlType::DEQUANTIZABLE.to_vec();
+        ours.sort_by_key(|t| *t as u32);
+        all.sort_by_key(|t| *t as u32);
+        assert_eq!(ours, all);
+    }
 }

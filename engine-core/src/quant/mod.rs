@@ -9,9 +9,11 @@ mod k_quantize;
 mod k_quants;
 mod legacy;
 mod legacy_quant;
+mod random;
 mod scale;
 mod types;
 
+pub use random::{random_blocks, random_weight};
 pub use types::{GgmlType, QK_K};
 
 use crate::{Error, Result};

@@ -3,7 +3,7 @@
 
 use super::{CpuBackend, CpuBuffer, CpuConfig, CpuWeight, MatmulPath};
 use crate::backend::{Backend, RopeStyle, WeightDesc};
-use crate::quant::{dequantize_to_vec, quantize, GgmlType};
+use crate::quant::{dequantize_to_vec, GgmlType};
 use crate::synth::SplitMix64;
 use crate::Error;
 use std::future::Future;
@@ -40,50 +40,6 @@ pub fn rng(seed: u64) -> SplitMix64 {
     SplitMix64::new(seed)
 }
 
-/// Byte offsets of the f16 scales (`d`, `dmin`/`m`) inside one block of each quantized type, so that
-/// random blocks get sane, finite, positive scales.
-fn f16_scale_offsets(ty: GgmlType) -> &'static [usize] {
-    use GgmlType::*;
-    match ty {
-        Q4_0 | Q5_0 | Q8_0 => &[0],
-        Q4_1 | Q5_1 | Q4_K | Q5_K => &[0, 2],
-        Q2_K => &[80, 82],
-        Q3_K => &[108],
-        Q6_K => &[208],
-        _ => &[],
-    }
-}
-
-/// `blocks` random valid blocks of `ty`: random bytes with scales in `[0.002, 0.05)`; BF16 and the
-/// float types get random values in `[-1, 1)`.
-pub fn random_blocks(rng: &mut SplitMix64, ty: GgmlType, blocks: usize) -> Vec<u8> {
-    match ty {
-        GgmlType::BF16 => rand_vec(rng, blocks, 1.0)
-            .into_iter()
-            .flat_map(|v| half::bf16::from_f32(v).to_le_bytes())
-            .collect(),
-        GgmlType::F16 => rand_vec(rng, blocks, 1.0)
-            .into_iter()
-            .flat_map(|v| half::f16::from_f32(v).to_le_bytes())
-            .collect(),
-        GgmlType::F32 => rand_vec(rng, blocks, 1.0)
-            .into_iter()
-            .flat_map(f32::to_le_bytes)
-            .collect(),
-        _ => {
-            let ts = ty.type_size();
-            let mut out: Vec<u8> = (0..blocks * ts).map(|_| rng.next_u64() as u8).collect();
-            for block in out.chunks_exact_mut(ts) {
-                for &off in f16_scale_offsets(ty) {
-                    let s = 0.002 + 0.048 * (rng.next_signed_unit() * 0.5 + 0.5);
-                    block[off..off + 2].copy_from_slice(&half::f16::from_f32(s).to_le_bytes());
-                }
-            }
-            out
-        }
-    }
-}
-
 /// A weight of `rows` rows of `k` values of `ty` (quantized from random values where `quantize`
 /// supports `ty`, random blocks otherwise), uploaded, plus its dequantized values.
 pub fn weight(
@@ -93,14 +49,7 @@ pub fn weight(
     k: usize,
     rows: usize,
 ) -> (CpuWeight, Vec<f32>) {
-    let bytes = if ty.can_quantize() {
-        let src = rand_vec(rng, k * rows, 1.0);
-        let mut bytes = Vec::new();
-        quantize(ty, &src, &mut bytes).expect("quantize");
-        bytes
-    } else {
-        random_blocks(rng, ty, k * rows / ty.block_size())
-    };
+    let bytes = crate::quant::random_weight(rng, ty, k * rows, 1.0).expect("whole blocks");
     let values = dequantize_to_vec(ty, &bytes).expect("dequantize");
     assert!(
         values.iter().all(|v| v.is_finite()),
