@@ -10,12 +10,14 @@
 //! host with the shared checks and return `Error::Shape` as the CPU backend does. Kernels are
 //! enqueued without waiting; `download` and `argmax` synchronise the compute stream.
 
+mod bandwidth;
 pub mod device;
 mod error;
 pub mod kernels;
 mod ops;
 mod upload;
 
+pub use bandwidth::Bandwidth;
 pub use device::{device_count, driver_present};
 pub use error::CudaError;
 

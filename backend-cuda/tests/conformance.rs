@@ -315,3 +315,18 @@ fn bad_shapes_are_refused_as_on_the_cpu() {
         Err(Error::Shape { .. })
     ));
 }
+
+/// The bandwidth probe copies real bytes: both figures are positive and finite, and device memory
+/// is faster than the host link (true of every discrete GPU).
+#[test]
+fn bandwidth_probe_measures_both_links() {
+    let Some(rig) = Rig::new(1) else { return };
+    let bw = rig.g.measure_bandwidth(64 << 20).expect("bandwidth");
+    assert_eq!(bw.bytes, 64 << 20);
+    assert!(bw.device_gb_s.is_finite() && bw.device_gb_s > 0.0, "{bw:?}");
+    assert!(
+        bw.pinned_upload_gb_s.is_finite() && bw.pinned_upload_gb_s > 0.0,
+        "{bw:?}"
+    );
+    assert!(bw.device_gb_s > bw.pinned_upload_gb_s, "{bw:?}");
+}

@@ -155,11 +155,19 @@ pub static ARGMAX: KernelFile = KernelFile {
     entries: &["argmax_f32"],
 };
 
+/// The bandwidth probe's device-to-device copy.
+pub static COPY: KernelFile = KernelFile {
+    name: "copy",
+    headers: &[BLOCKS],
+    source: include_str!("copy.cu"),
+    entries: &["copy_u128"],
+};
+
 /// Every kernel file, for the PTX test and warm-up.
-pub fn all() -> [&'static KernelFile; 11] {
+pub fn all() -> [&'static KernelFile; 12] {
     [
         &GEMV, &GEMM, &DEQUANT, &EMBEDDING, &RMS_NORM, &ROPE, &ATTENTION, &SILU_MUL, &ADD,
-        &SOFTMAX, &ARGMAX,
+        &SOFTMAX, &ARGMAX, &COPY,
     ]
 }
 

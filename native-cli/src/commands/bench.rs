@@ -36,7 +36,8 @@ pub struct BenchArgs {
     pub timeline: bool,
     /// Also measure decode's memory roofline: the weight bytes a token reads and the read
     /// bandwidth over the mapped model with `--threads` threads (about a second), and report
-    /// decode as a fraction of it.
+    /// decode as a fraction of it. On CUDA: the device's memory bandwidth (a copy kernel) and its
+    /// pinned host-to-device bandwidth, the latter against the bytes a streamed token uploads.
     #[arg(long)]
     pub roofline: bool,
 }
@@ -63,6 +64,8 @@ fn run_on<B: CliBackend>(engine: Engine<B>, args: &BenchArgs) -> Result<()> {
     };
     let mut runs = Vec::new();
     let mut overlap = Vec::new();
+    // Weight bytes streamed onto the device per decode step, per repetition.
+    let mut moved_per_token = Vec::new();
     // The most bytes of KV cache alive at once (one conversation here, two in `--turns`).
     let mut kv_peak = 0;
     for _ in 0..args.reps.max(1) {
@@ -99,7 +102,10 @@ fn run_on<B: CliBackend>(engine: Engine<B>, args: &BenchArgs) -> Result<()> {
             "sync_loads": after.sync_loads - before.sync_loads,
             "stalls": after.stalls - before.stalls,
             "hits": after.hits - before.hits,
+            "bytes_moved": after.bytes_moved - before.bytes_moved,
         }));
+        moved_per_token
+            .push((after.bytes_moved - before.bytes_moved) as f64 / args.gen_tokens.max(1) as f64);
         runs.push((
             ttft,
             args.prompt_tokens as f64 / ttft,
@@ -133,13 +139,9 @@ fn run_on<B: CliBackend>(engine: Engine<B>, args: &BenchArgs) -> Result<()> {
         prefetch.timeline.clear();
     }
     let roofline = if args.roofline {
-        let r = super::roofline::measure(&engine.path, args.engine.threads())?;
-        let fraction = median(|r| r.2) / r.roofline_tok_s;
-        let mut v = serde_json::to_value(&r)?;
-        v["read_gb_s"] = json!(round(r.read_gb_s));
-        v["roofline_tok_s"] = json!(round(r.roofline_tok_s));
-        v["decode_fraction"] = json!(round(fraction));
-        Some(v)
+        let decode = median(|r| r.2);
+        let streamed = moved_per_token.iter().sum::<f64>() / moved_per_token.len().max(1) as f64;
+        Some(roofline_json(&engine, args, decode, streamed)?)
     } else {
         None
     };
@@ -177,6 +179,45 @@ fn run_on<B: CliBackend>(engine: Engine<B>, args: &BenchArgs) -> Result<()> {
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
+}
+
+/// Decode against what memory allows. On the CPU: the host read bandwidth over the mapped model.
+/// On a GPU that can measure it: device memory bandwidth for the weights a token reads, and, when
+/// layers stream (`streamed_per_token` bytes uploaded per step), pinned host-to-device bandwidth
+/// for those.
+fn roofline_json<B: CliBackend>(
+    engine: &Engine<B>,
+    args: &BenchArgs,
+    decode_tok_s: f64,
+    streamed_per_token: f64,
+) -> Result<serde_json::Value> {
+    if let Some(bw) = engine.core.backend.device_bandwidth()? {
+        let file_bytes = super::roofline::weight_bytes_per_token(&engine.path)?;
+        let device_tok_s = bw.device_gb_s * 1e9 / file_bytes.max(1) as f64;
+        let upload = (streamed_per_token > 0.0).then(|| {
+            let tok_s = bw.pinned_upload_gb_s * 1e9 / streamed_per_token;
+            json!({
+                "streamed_bytes_per_token": streamed_per_token.round(),
+                "roofline_tok_s": round(tok_s),
+                "decode_fraction": round(decode_tok_s / tok_s),
+            })
+        });
+        return Ok(json!({
+            "weight_bytes_per_token": file_bytes,
+            "probe_bytes": bw.probe_bytes,
+            "device_gb_s": round(bw.device_gb_s),
+            "pinned_upload_gb_s": round(bw.pinned_upload_gb_s),
+            "roofline_tok_s": round(device_tok_s),
+            "decode_fraction": round(decode_tok_s / device_tok_s),
+            "upload": upload,
+        }));
+    }
+    let r = super::roofline::measure(&engine.path, args.engine.threads())?;
+    let mut v = serde_json::to_value(&r)?;
+    v["read_gb_s"] = json!(round(r.read_gb_s));
+    v["roofline_tok_s"] = json!(round(r.roofline_tok_s));
+    v["decode_fraction"] = json!(round(decode_tok_s / r.roofline_tok_s));
+    Ok(v)
 }
 
 /// `n` tokens of turn `turn`: ids from 1000 on, cycling, each turn starting elsewhere.

@@ -138,7 +138,27 @@ pub trait CliBackend: Backend + Clone + Send + Sync + 'static {
     fn device_budget(&self) -> Result<Option<u64>> {
         Ok(None)
     }
+
+    /// The device's own memory and host-upload bandwidths, measured now, where the backend can
+    /// measure them (`bench --roofline` on a GPU).
+    fn device_bandwidth(&self) -> Result<Option<DeviceBandwidth>> {
+        Ok(None)
+    }
 }
+
+/// A GPU's measured bandwidths, GB/s.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct DeviceBandwidth {
+    /// Bytes of each probe transfer.
+    pub probe_bytes: u64,
+    /// Device memory (a copy kernel: bytes read plus written per second).
+    pub device_gb_s: f64,
+    /// Host to device from pinned memory, as layer streaming uploads.
+    pub pinned_upload_gb_s: f64,
+}
+
+/// Bytes of the GPU bandwidth probes: far past any cache, small beside device memory.
+const BANDWIDTH_PROBE_BYTES: usize = 256 << 20;
 
 impl CliBackend for CpuBackend {
     fn create(args: &EngineArgs) -> Result<Self> {
@@ -183,6 +203,17 @@ impl CliBackend for CudaBackend {
     fn device_budget(&self) -> Result<Option<u64>> {
         let (free, _total) = self.memory().context("querying CUDA device memory")?;
         Ok(Some(free.saturating_sub((free / 8).max(CUDA_RESERVE_MIN))))
+    }
+
+    fn device_bandwidth(&self) -> Result<Option<DeviceBandwidth>> {
+        let b = self
+            .measure_bandwidth(BANDWIDTH_PROBE_BYTES)
+            .context("measuring CUDA bandwidth")?;
+        Ok(Some(DeviceBandwidth {
+            probe_bytes: b.bytes,
+            device_gb_s: b.device_gb_s,
+            pinned_upload_gb_s: b.pinned_upload_gb_s,
+        }))
     }
 }
 

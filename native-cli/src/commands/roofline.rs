@@ -62,6 +62,13 @@ pub fn measure(path: &Path, threads: usize) -> Result<Roofline> {
     })
 }
 
+/// The weight bytes one decode step of the model at `path` reads.
+pub fn weight_bytes_per_token(path: &Path) -> Result<u64> {
+    let source = MmapSource::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let file = GgufFile::read(&source).with_context(|| format!("reading {}", path.display()))?;
+    Ok(bytes_per_token(&file))
+}
+
 /// Every tensor's bytes, except that an embedding table with a separate output head contributes
 /// one row (a token gathers its row; the head reads all of its own).
 fn bytes_per_token(file: &GgufFile) -> u64 {
