@@ -83,6 +83,10 @@ export SLUICE_FUZZ_GGUF="${SLUICE_FUZZ_GGUF:-${SLUICE_TEST_MODEL_SMOLLM2:-}}"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+# The GPU check's plumbing, on every commit: a dry run builds nothing new (the binaries above),
+# runs the PTX test and the benchmarks on the CPU with a small model, skips the GPU steps with the
+# reason, and fails if a step that ran failed or its report did not parse.
+bash scripts/gpu-check.sh --dry-run --out target/gpu-check/dry-run.json
 # The browser tests: every kernel on WebGPU (SwiftShader) and on the CPU backend in one headless
 # Chromium page, on wasm32 and wasm64. setup-web.sh installs what they need (as root with apt:
 # Chromium and its driver; wasm-bindgen-cli through cargo); where it cannot, they print why they

@@ -18,11 +18,16 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-/// `fixtures/` at the repository root.
+/// `fixtures/` at the repository root: `SLUICE_FIXTURES_DIR` where set (test binaries run from
+/// another checkout than the one they were built in, as `scripts/gpu-check.sh` runs them), else
+/// the folder beside the crate that was built.
 pub fn fixtures_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("fixtures")
+    match std::env::var_os("SLUICE_FIXTURES_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join("fixtures"),
+    }
 }
 
 /// How a prompt was given.
