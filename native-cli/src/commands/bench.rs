@@ -91,6 +91,7 @@ fn run_on<B: CliBackend>(engine: Engine<B>, args: &BenchArgs) -> Result<()> {
         };
         let compute = decode - stall;
         let fetch = (after.fetch_busy_time - before.fetch_busy_time).as_secs_f64();
+        let moved = after.bytes_moved - before.bytes_moved;
         overlap.push(json!({
             "wall_s": round(decode),
             "stall_s": round(stall),
@@ -102,10 +103,9 @@ fn run_on<B: CliBackend>(engine: Engine<B>, args: &BenchArgs) -> Result<()> {
             "sync_loads": after.sync_loads - before.sync_loads,
             "stalls": after.stalls - before.stalls,
             "hits": after.hits - before.hits,
-            "bytes_moved": after.bytes_moved - before.bytes_moved,
+            "bytes_moved": moved,
         }));
-        moved_per_token
-            .push((after.bytes_moved - before.bytes_moved) as f64 / args.gen_tokens.max(1) as f64);
+        moved_per_token.push(moved as f64 / args.gen_tokens.max(1) as f64);
         runs.push((
             ttft,
             args.prompt_tokens as f64 / ttft,
