@@ -297,7 +297,8 @@ enum Isa {
     /// AVX2 + FMA + F16C intrinsics (x86_64 only).
     #[cfg(target_arch = "x86_64")]
     Avx2,
-    /// `Avx2` with AVX-512 VNNI's i16 multiply-accumulate on 256-bit vectors (x86_64 only).
+    /// `Avx2` with AVX-512 VNNI's i16 multiply-accumulate (on 256-bit vectors, and 512-bit ones
+    /// with AVX-512 BW for Q4_K) (x86_64 only).
     #[cfg(target_arch = "x86_64")]
     Avx512Vnni,
 }
@@ -313,7 +314,11 @@ fn available_isas() -> Vec<Isa> {
             && is_x86_feature_detected!("f16c")
         {
             isas.push(Isa::Avx2);
-            if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
+            if is_x86_feature_detected!("avx512vnni")
+                && is_x86_feature_detected!("avx512vl")
+                && is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+            {
                 isas.push(Isa::Avx512Vnni);
             }
         }
@@ -353,7 +358,8 @@ impl Kernels {
             // (`available_isas`).
             Isa::Avx2 => unsafe { x86::gemm(self.ty, w, row_bytes, xs, out) },
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Isa::Avx512Vnni` is only chosen when AVX-512 VNNI and VL were detected too.
+            // SAFETY: `Isa::Avx512Vnni` is only chosen when AVX-512 F, BW, VL and VNNI were
+            // detected too.
             Isa::Avx512Vnni => unsafe { x86::gemm_vnni(self.ty, w, row_bytes, xs, out) },
         }
     }

@@ -2,8 +2,8 @@
 //! CPUs without AVX2 and on wasm32.
 //!
 //! Each weight block's integer dot product with the i16 activation block is exact (i32 for 32-value
-//! blocks, at most 32·128·32767 in magnitude; i64 for K-quant super-blocks). The f32 part
-//! is shared with the SIMD paths through `Lanes` and `q4_k_term`/`q6_k_term`, so the rounding is
+//! blocks, at most 32·128·32767 in magnitude; per lane for Q4_K; i64 for Q6_K super-blocks). The f32 part
+//! is shared with the SIMD paths through `Lanes`, `Q4kLanes` and `q6_k_term`, so the rounding is
 //! the same everywhere.
 
 use super::QuantizedActivations;
@@ -43,10 +43,35 @@ impl Lanes {
     }
 }
 
-/// One Q4_K super-block's contribution: `dx·(d·Σ sc·(q·x)) − dx·(dmin·Σ m·Σx)` from the integer sums.
-#[inline(always)]
-pub(super) fn q4_k_term(dx: f32, d: f32, dmin: f32, isc: i64, imin: i64) -> f32 {
-    (dx * d) * (isc as f32) - (dx * dmin) * (imin as f32)
+/// Q4_K's f32 accumulators: sixteen for the scaled weights (lane `l` takes value pairs `2l, 2l + 1`
+/// of every sub-block, as one 512-bit `vpdpwssd` lays them out) and eight for the mins (lane `j`:
+/// sub-block `j`). Per super-block a lane adds its exact integer sum times one scale product, so
+/// no path needs a horizontal sum until the row ends.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Q4kLanes {
+    pub(super) scaled: [f32; 16],
+    pub(super) mins: Lanes,
+}
+
+impl Q4kLanes {
+    /// Adds one super-block: `dxd = dx·d` times each lane's `Σ sc·q·x`, `dxm = dx·dmin` times each
+    /// sub-block's `m·Σx`.
+    #[inline(always)]
+    pub(super) fn add(&mut self, dxd: f32, isc: &[i32; 16], dxm: f32, imin: &[i32; 8]) {
+        for (a, &i) in self.scaled.iter_mut().zip(isc) {
+            *a += dxd * i as f32;
+        }
+        for (a, &i) in self.mins.0.iter_mut().zip(imin) {
+            *a += dxm * i as f32;
+        }
+    }
+
+    /// The row's result: lanes `l` and `l + 8` added, summed as `Lanes`, less the mins' sum.
+    #[inline(always)]
+    pub(super) fn sum(&self) -> f32 {
+        let s = &self.scaled;
+        Lanes(std::array::from_fn(|l| s[l] + s[l + 8])).sum() - self.mins.sum()
+    }
 }
 
 /// One Q6_K super-block's contribution: `dx·d·Σ sc·((q − 32)·x)` from the integer sum.
@@ -121,24 +146,26 @@ pub(super) fn int_q5_0(w: &[u8; 22], x: &[i16; QK]) -> i32 {
         .sum()
 }
 
-/// The exact integer sums of a Q4_K super-block: `(Σ_j sc_j·Σ q·x, Σ_j m_j·Σ x)` over its eight
-/// 32-value sub-blocks. `sums` are the activation sums of the same eight sub-blocks.
+/// The exact integer sums of a Q4_K super-block in `Q4kLanes`' layout: lane `l` is
+/// `Σ_j sc_j·Σ_{t ∈ {2l, 2l+1}} q_j[t]·x_j[t]` over its eight 32-value sub-blocks (at most
+/// 16·945·32767 < 2³¹), and min lane `j` is `m_j·Σ x_j` (at most 63·32·32767). `sums` are the
+/// activation sums of the same eight sub-blocks.
 #[inline(always)]
-pub(super) fn int_q4_k(w: &[u8; 144], x: &[i16; 256], sums: &[i32]) -> (i64, i64) {
+pub(super) fn int_q4_k(w: &[u8; 144], x: &[i16; 256], sums: &[i32]) -> ([i32; 16], [i32; 8]) {
     let (scales, qs) = (&w[4..16], &w[16..]);
-    let (mut isc, mut imin) = (0i64, 0i64);
+    let (mut isc, mut imin) = ([0i32; 16], [0i32; 8]);
     for j in 0..8 {
         let (sc, m) = q4_k_scale_min(scales, j);
         let bytes = &qs[32 * (j / 2)..32 * (j / 2) + 32];
         let shift = 4 * (j % 2);
         let xs = &x[32 * j..32 * j + 32];
-        let dot: i32 = bytes
-            .iter()
-            .zip(xs)
-            .map(|(&b, &x)| i32::from((b >> shift) & 0x0F) * i32::from(x))
-            .sum();
-        isc += i64::from(sc) * i64::from(dot);
-        imin += i64::from(m) * i64::from(sums[j]);
+        for (l, lane) in isc.iter_mut().enumerate() {
+            let pair: i32 = (2 * l..2 * l + 2)
+                .map(|t| i32::from((bytes[t] >> shift) & 0x0F) * i32::from(xs[t]))
+                .sum();
+            *lane += i32::from(sc) * pair;
+        }
+        imin[j] = i32::from(m) * sums[j];
     }
     (isc, imin)
 }
@@ -239,16 +266,16 @@ fn dot_q4_1(row: &[u8], xq: &QuantizedActivations) -> f32 {
 fn dot_q4_k(row: &[u8], xq: &QuantizedActivations) -> f32 {
     let (blocks, _) = row.as_chunks::<144>();
     let (xs, _) = xq.qs.as_chunks::<256>();
-    let mut acc = 0.0f32;
+    let mut acc = Q4kLanes::default();
     for ((w, x), (&dx, sums)) in blocks
         .iter()
         .zip(xs)
         .zip(xq.d.iter().zip(xq.sums.chunks_exact(8)))
     {
         let (isc, imin) = int_q4_k(w, x, sums);
-        acc += q4_k_term(dx, f16_at(w, 0), f16_at(w, 2), isc, imin);
+        acc.add(dx * f16_at(w, 0), &isc, dx * f16_at(w, 2), &imin);
     }
-    acc
+    acc.sum()
 }
 
 fn dot_q6_k(row: &[u8], xq: &QuantizedActivations) -> f32 {

@@ -14,12 +14,13 @@
 //! K-quant super-blocks multiply weights by their sub-block scales in i16 first and accumulate
 //! per lane in i32 (bounds at each kernel), then sum the lanes in i64.
 
-use super::scalar::{self, q4_k_term, q6_k_term, Lanes, QK};
+use super::scalar::{self, q6_k_term, Lanes, QK};
 use super::{QuantizedActivations, GEMM_MAX_X};
 use crate::quant::GgmlType;
 use std::arch::x86_64::*;
 
 mod interleaved;
+mod q4_k_512;
 
 /// `out[r · xs.len() + j] = dot(row r of w, xs[j])`, bit-identical to `scalar::gemv` on each
 /// `xs[j]`, for `out.len() / xs.len()` rows (checked by the caller; `xs.len() ≤ GEMM_MAX_X`). Each
@@ -38,8 +39,8 @@ pub(super) fn gemm(
     unsafe { gemm_body::<false>(ty, w, row_bytes, xs, out) }
 }
 
-/// `gemm` with AVX-512 VNNI and VL.
-#[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+/// `gemm` with AVX-512 F, BW, VL and VNNI.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vnni,avx512vl")]
 pub(super) fn gemm_vnni(
     ty: GgmlType,
     w: &[u8],
@@ -47,11 +48,12 @@ pub(super) fn gemm_vnni(
     xs: &[&QuantizedActivations],
     out: &mut [f32],
 ) {
-    // SAFETY: as in `gemm`, plus AVX-512 VNNI and VL, which `gemm_body::<true>` uses.
+    // SAFETY: as in `gemm`, plus AVX-512 F, BW, VL and VNNI, which `gemm_body::<true>` uses.
     unsafe { gemm_body::<true>(ty, w, row_bytes, xs, out) }
 }
 
-/// The body of `gemm`. Callers guarantee AVX2, FMA, F16C and, when `VNNI`, AVX-512 VNNI + VL.
+/// The body of `gemm`. Callers guarantee AVX2, FMA, F16C and, when `VNNI`, AVX-512 F, BW, VL
+/// and VNNI.
 #[inline(always)]
 unsafe fn gemm_body<const VNNI: bool>(
     ty: GgmlType,
@@ -71,6 +73,8 @@ unsafe fn gemm_body<const VNNI: bool>(
             Q4_0 if nx > 1 => gemm_legacy::<18, false, 8, VNNI>(w, row_bytes, xs, out),
             Q4_1 if nx > 1 => gemm_legacy::<20, true, 0, VNNI>(w, row_bytes, xs, out),
             Q5_0 if nx > 1 => gemm_legacy::<22, false, 16, VNNI>(w, row_bytes, xs, out),
+            // 512-bit vectors, one activation row or several.
+            Q4_K if VNNI => q4_k_512::gemm(w, row_bytes, xs, out),
             Q8_0 | Q4_0 | Q4_1 | Q5_0 | Q4_K | Q6_K => {
                 // One activation row at a time (K-quants, and decode's single row).
                 for (r, (row, out)) in w
@@ -104,14 +108,42 @@ unsafe fn gemm_body<const VNNI: bool>(
 const PREFETCH_BYTES: usize = 16384;
 
 /// Prefetches the `len` bytes `PREFETCH_BYTES` after `w[at..]` into the cache, one line at a time
-/// (never faults: a prefetch past the end of `w` is dropped by the CPU).
+/// (never faults: a prefetch past the end of `w` is dropped by the CPU), where it pays (`Tuning`).
 #[inline(always)]
 unsafe fn prefetch_ahead(w: &[u8], at: usize, len: usize) {
+    if !tuning().prefetch {
+        return;
+    }
     let base = w.as_ptr().wrapping_add(at + PREFETCH_BYTES);
     for off in (0..len).step_by(64) {
         // SAFETY: a prefetch is a hint with no memory access semantics; SSE is baseline x86_64.
         unsafe { _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(off).cast()) };
     }
+}
+
+/// Choices that change speed, never results, and go opposite ways on different cores, detected
+/// once. Measured with `sluice bench` on the 1 GiB synth models and `bench_gemv`: on an Intel Xeon
+/// (AVX-512 VNNI) the software prefetch took Q4_0 decode from 0.89× to 1.16× llama.cpp's; on an
+/// AMD EPYC (Zen 4) it cost 5–10% and the gather 8–13% of a gemv, as eight loads are cheaper there.
+#[derive(Debug, Clone, Copy)]
+struct Tuning {
+    /// Prefetch weights `PREFETCH_BYTES` ahead.
+    prefetch: bool,
+    /// Read eight block scales with one `vpgatherdd`.
+    gather: bool,
+}
+
+fn tuning() -> Tuning {
+    static TUNING: std::sync::OnceLock<Tuning> = std::sync::OnceLock::new();
+    *TUNING.get_or_init(|| {
+        // CPUID leaf 0 names the vendor in EBX, EDX, ECX: "AuthenticAMD" for AMD.
+        let id = __cpuid(0);
+        let amd = [id.ebx, id.edx, id.ecx] == [0x6874_7541, 0x6974_6E65, 0x444D_4163];
+        Tuning {
+            prefetch: !amd,
+            gather: !amd,
+        }
+    })
 }
 
 /// `gemm` for 32-value blocks of TS bytes whose weights `widen` gives as i16 values (less `OFF`).
@@ -370,12 +402,16 @@ unsafe fn dot_legacy<const TS: usize, const MIN: bool, const OFF: i32, const VNN
     lanes_sum(acc)
 }
 
-/// Bytes 0..4 of each of eight consecutive blocks (scale, and min for Q4_1) in one gather.
+/// Bytes 0..4 of each of eight consecutive blocks (scale, and min for Q4_1): one gather where
+/// gathers are fast (`Tuning`), else eight loads.
 #[inline(always)]
 unsafe fn gather_words<const TS: usize>(blocks: &[[u8; TS]; 8]) -> [i32; 8] {
     // SAFETY: the caller guarantees AVX2; lane i reads bytes `i·TS..i·TS + 4` of `blocks`, inside
     // block i (TS ≥ 18), and `loadu`-like gathers have no alignment requirement.
     unsafe {
+        if !tuning().gather {
+            return std::array::from_fn(|i| first_word(&blocks[i]));
+        }
         let ts = TS as i32;
         let idx = _mm256_setr_epi32(0, ts, 2 * ts, 3 * ts, 4 * ts, 5 * ts, 6 * ts, 7 * ts);
         let v = _mm256_i32gather_epi32::<1>(blocks.as_ptr().cast(), idx);
@@ -506,41 +542,64 @@ fn hsum_i64(v: __m256i) -> i64 {
     _mm_cvtsi128_si64(s) + _mm_extract_epi64::<1>(s)
 }
 
-/// Q4_K: weights (0..16) times their 6-bit scale fit i16 (≤ 945); each i32 lane sums 32 products
-/// of at most 945·32767 over a super-block (< 2³⁰). The min term Σ m_j·Σx_j is exact in i32
-/// (≤ 8·63·32·32767 < 2³¹).
+/// Q4_K in `scalar::Q4kLanes`' layout: weights (0..16) times their 6-bit scale fit i16 (≤ 945);
+/// `isc[h]` holds lanes `8h..8h + 8` (values 16h.. of each sub-block), each summing 16 products of
+/// at most 945·32767 (< 2³¹); the mins' lanes `m_j·Σx_j` are exact in i32 (≤ 63·32·32767).
 #[inline(always)]
 unsafe fn dot_q4_k<const VNNI: bool>(row: &[u8], xq: &QuantizedActivations) -> f32 {
     let (blocks, _) = row.as_chunks::<144>();
     let (xs, _) = xq.qs.as_chunks::<256>();
-    let mut acc = 0.0f32;
     // SAFETY: the caller guarantees AVX2, FMA, F16C and, when `VNNI`, AVX-512 VNNI + VL.
     unsafe {
+        let mut acc = [_mm256_setzero_ps(); 2];
+        let mut acc_min = _mm256_setzero_ps();
         for ((w, x), (&dx, sums)) in blocks
             .iter()
             .zip(xs)
             .zip(xq.d.iter().zip(xq.sums.chunks_exact(8)))
         {
             let (sc, mins) = q4_k_scales_mins(&w[4..16]);
-            let mut isc = _mm256_setzero_si256();
+            let mut isc = [_mm256_setzero_si256(); 2];
             for p in 0..4 {
                 let sc0 = _mm256_set1_epi16(i16::from(sc[2 * p]));
                 let sc1 = _mm256_set1_epi16(i16::from(sc[2 * p + 1]));
-                for h in 0..2 {
+                for (h, isc) in isc.iter_mut().enumerate() {
                     // Bytes 32p + 16h.. hold values 16h.. of sub-blocks 2p (low) and 2p + 1 (high).
                     let [lo, hi] = widen_nibbles(&w[16 + 32 * p + 16 * h..]);
                     let x0 = load256(&x[64 * p + 16 * h..]);
                     let x1 = load256(&x[64 * p + 32 + 16 * h..]);
-                    isc = madd_acc::<VNNI>(isc, _mm256_mullo_epi16(lo, sc0), x0);
-                    isc = madd_acc::<VNNI>(isc, _mm256_mullo_epi16(hi, sc1), x1);
+                    *isc = madd_acc::<VNNI>(*isc, _mm256_mullo_epi16(lo, sc0), x0);
+                    *isc = madd_acc::<VNNI>(*isc, _mm256_mullo_epi16(hi, sc1), x1);
                 }
             }
-            let m = _mm256_cvtepu8_epi32(_mm_loadl_epi64(mins.as_ptr().cast()));
-            let imin = hsum_i64(_mm256_mullo_epi32(m, load256(sums)));
-            acc += q4_k_term(dx, f16_at(w, 0), f16_at(w, 2), hsum_i64(isc), imin);
+            let dxd = _mm256_set1_ps(dx * f16_at(w, 0));
+            for (acc, isc) in acc.iter_mut().zip(isc) {
+                *acc = _mm256_add_ps(*acc, _mm256_mul_ps(dxd, _mm256_cvtepi32_ps(isc)));
+            }
+            acc_min = q4_k_min_lanes(acc_min, &mins, sums, dx * f16_at(w, 2));
         }
+        q4_k_sum(_mm256_add_ps(acc[0], acc[1]), acc_min)
     }
-    acc
+}
+
+/// `acc + dxm·(m_j·Σx_j)` lane by lane, as `scalar::Q4kLanes::add` does for the mins.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn q4_k_min_lanes(acc: __m256, mins: &[u8; 8], sums: &[i32], dxm: f32) -> __m256 {
+    // SAFETY: `mins` is 8 readable bytes; `loadl` has no alignment requirement.
+    let m = _mm256_cvtepu8_epi32(unsafe { _mm_loadl_epi64(mins.as_ptr().cast()) });
+    let imin = _mm256_mullo_epi32(m, load256(&sums[..8]));
+    _mm256_add_ps(
+        acc,
+        _mm256_mul_ps(_mm256_set1_ps(dxm), _mm256_cvtepi32_ps(imin)),
+    )
+}
+
+/// `scalar::Q4kLanes::sum` from the scaled lanes already folded (`l` + `l + 8`) and the mins.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn q4_k_sum(folded: __m256, mins: __m256) -> f32 {
+    lanes_sum(folded) - lanes_sum(mins)
 }
 
 /// Q6_K: weights (−32..32) times their i8 scale fit i16 (|·| ≤ 4096); each half super-block has
