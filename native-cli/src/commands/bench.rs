@@ -22,6 +22,11 @@ pub struct BenchArgs {
     /// Repetitions; the medians are reported.
     #[arg(long, default_value_t = 3)]
     pub reps: usize,
+    /// Untimed runs (the prompt and one token) before the repetitions, so the first one does not
+    /// pay for faulting in the mapped weights (llama-bench warms up the same way); 0 for a cold
+    /// first repetition.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
     /// Also measure a conversation of this many turns (`--prompt-tokens` new tokens and
     /// `--gen-tokens` replied per turn): each turn's time to first token with the KV cache kept
     /// from the turn before and with a fresh one fed the same history.
@@ -68,6 +73,15 @@ fn run_on<B: CliBackend>(engine: Engine<B>, args: &BenchArgs) -> Result<()> {
     let mut moved_per_token = Vec::new();
     // The most bytes of KV cache alive at once (one conversation here, two in `--turns`).
     let mut kv_peak = 0;
+    for _ in 0..args.warmup {
+        let mut conversation = core.conversation(args.prompt_tokens + 2)?;
+        let warm = GenerateOptions {
+            ignore_eog: true,
+            ..GenerateOptions::greedy(2)
+        };
+        let mut reply = conversation.complete(core, Prompt::Tokens(&prompt), &warm)?;
+        while pollster::block_on(reply.next())?.is_some() {}
+    }
     for _ in 0..args.reps.max(1) {
         // A fresh cache each time: a repetition must not reuse the last one's prompt.
         let mut conversation = core.conversation(args.prompt_tokens + args.gen_tokens + 1)?;
@@ -156,6 +170,7 @@ fn run_on<B: CliBackend>(engine: Engine<B>, args: &BenchArgs) -> Result<()> {
         "prompt_tokens": args.prompt_tokens,
         "gen_tokens": args.gen_tokens,
         "reps": runs.len(),
+        "warmup": args.warmup,
         "load_s": round(engine.load_time.as_secs_f64()),
         "ttft_s": round(median(|r| r.0)),
         "prefill_tok_s": round(median(|r| r.1)),
