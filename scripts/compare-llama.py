@@ -4,7 +4,7 @@
 Usage:
     python3 scripts/compare-llama.py MODEL.gguf [--threads 2] [--prompt-tokens 128]
         [--gen-tokens 64] [--rounds 3] [--sluice target/release/sluice] [--llama-bench PATH]
-        [--sluice-arg=--matmul=exact ...] [--roofline]
+        [--sluice-arg=--matmul=exact ...] [--roofline] [--no-repack-too]
 
 The two run alternately (sluice, llama-bench, sluice, ...) for `--rounds` rounds on the same file
 with the same threads and lengths, so drift in the machine (thermal, neighbours) hits both alike.
@@ -15,6 +15,11 @@ given). Not part of the test command: it measures speed, which tests must not.
 With --roofline, every sluice round also measures decode's memory roofline (`sluice bench
 --roofline`: the weight bytes a token reads ÷ the read bandwidth over the mapped model with the same
 threads), and both sides' decode is reported as a fraction of its median.
+
+With --no-repack-too, each round also runs `llama-bench --repack 0` (the weights used as stored in
+the file, as sluice does; by default llama.cpp repacks Q4_0 and Q4_K into 8-row interleaved layouts
+at load on AVX2 CPUs), reported beside the default for information; the ratios stay against the
+default.
 """
 import argparse
 import json
@@ -60,10 +65,10 @@ def sluice_round(args):
     return found
 
 
-def llama_round(args):
+def llama_round(args, repack=1):
     entries = run_json([args.llama_bench, "-m", args.model, "-t", str(args.threads), "-p",
-                        str(args.prompt_tokens), "-n", str(args.gen_tokens), "-r", "1", "-o",
-                        "json"])
+                        str(args.prompt_tokens), "-n", str(args.gen_tokens), "-r", "1",
+                        "--repack", str(repack), "-o", "json"])
     found = {}
     for e in entries:
         if e.get("n_prompt", 0) > 0 and e.get("n_gen", 0) == 0:
@@ -94,6 +99,9 @@ def main():
     ap.add_argument("--llama-bench", default=default_llama_bench())
     ap.add_argument("--roofline", action="store_true",
                     help="also measure decode's memory roofline and report both as fractions of it")
+    ap.add_argument("--no-repack-too", action="store_true",
+                    help="also run llama-bench with --repack 0 (weights used as stored, as sluice "
+                         "does), reported for information beside the default")
     ap.add_argument("--sluice-arg", action="append", default=[],
                     help="an extra argument for `sluice bench` (repeatable)")
     args = ap.parse_args()
@@ -104,12 +112,14 @@ def main():
     if not os.path.isfile(args.model):
         sys.exit(f"compare-llama: no model file at {args.model}")
 
-    ours, theirs = [], []
+    ours, theirs, unpacked = [], [], []
     for i in range(args.rounds):
         ours.append(sluice_round(args))
         theirs.append(llama_round(args))
-        print(f"compare-llama: round {i + 1}/{args.rounds}: sluice {ours[-1]} llama.cpp {theirs[-1]}",
-              file=sys.stderr)
+        if args.no_repack_too:
+            unpacked.append(llama_round(args, repack=0))
+        print(f"compare-llama: round {i + 1}/{args.rounds}: sluice {ours[-1]} llama.cpp {theirs[-1]}"
+              + (f" llama.cpp --repack 0 {unpacked[-1]}" if unpacked else ""), file=sys.stderr)
     s, l = summary(ours), summary(theirs)
     report = {
         "model": os.path.basename(args.model),
@@ -123,6 +133,15 @@ def main():
         "ratio_prefill": round(s["prefill_tok_s"]["median"] / l["prefill_tok_s"]["median"], 3),
         "ratio_decode": round(s["decode_tok_s"]["median"] / l["decode_tok_s"]["median"], 3),
     }
+    if unpacked:
+        # llama.cpp repacks Q4_0 and Q4_K (not Q4_1) into 8-row interleaved layouts at load on
+        # AVX2 CPUs; this is the same build reading the weights as stored.
+        u = summary(unpacked)
+        report["llama_cpp_b11434_repack_0"] = u
+        report["ratio_prefill_vs_repack_0"] = round(
+            s["prefill_tok_s"]["median"] / u["prefill_tok_s"]["median"], 3)
+        report["ratio_decode_vs_repack_0"] = round(
+            s["decode_tok_s"]["median"] / u["decode_tok_s"]["median"], 3)
     if args.roofline:
         r = summary(ours, ("read_gb_s", "roofline_tok_s"))
         roof = r["roofline_tok_s"]["median"]
