@@ -9,11 +9,13 @@
 //!   drift by up to 2.5 in SmolLM2's logits over 30 layers).
 //! - Weights are widened to i16 and multiplied pairwise into i32 (`madd`): one product per value.
 //! - Kernels: `scalar.rs` is the portable reference (non-x86, wasm32); `x86.rs` has AVX2+FMA+F16C
-//!   versions and AVX-512 VNNI ones (the same body), the best picked at run time. Integer block sums are exact in both (each bound is stated where
-//!   the sum is formed; K-quant totals go through i64), and both combine them
-//!   with the same f32 operations in the same order, so the two paths give bit-identical results:
-//!   32-blocks add block `b` into lane `b % 8` of eight f32 lanes (the AVX2 path does eight blocks
-//!   per vector) and sum the lanes in a fixed tree; K-quants add one term per super-block.
+//!   versions and AVX-512 VNNI ones (the same body; Q4_K on 512-bit vectors), the best picked at
+//!   run time. Integer block sums are exact everywhere (each bound is stated where the sum is
+//!   formed; Q6_K totals go through i64), and every path combines them with the same f32
+//!   operations in the same order, so all give bit-identical results: 32-blocks add block `b` into
+//!   lane `b % 8` of eight f32 lanes (the AVX2 path does eight blocks per vector) and sum the lanes
+//!   in a fixed tree; Q4_K keeps sixteen lanes of value pairs and eight of mins (`Q4kLanes`), so
+//!   no path sums horizontally per super-block; Q6_K adds one term per super-block.
 //! - The result equals `dot(dequantized w, dequantized activations)` up to f32 rounding; its
 //!   distance to the exact `dot(w, x)` is at most `0.5 · Σ_j |w_j| · amax_block(x)/32767` (plus
 //!   rounding), the bound the tests check.

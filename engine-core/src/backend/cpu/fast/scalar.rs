@@ -2,9 +2,9 @@
 //! CPUs without AVX2 and on wasm32.
 //!
 //! Each weight block's integer dot product with the i16 activation block is exact (i32 for 32-value
-//! blocks, at most 32·128·32767 in magnitude; per lane for Q4_K; i64 for Q6_K super-blocks). The f32 part
-//! is shared with the SIMD paths through `Lanes`, `Q4kLanes` and `q6_k_term`, so the rounding is
-//! the same everywhere.
+//! blocks, at most 32·128·32767 in magnitude; i32 per lane for Q4_K; i64 for Q6_K super-blocks).
+//! The f32 part is shared with the SIMD paths through `Lanes`, `Q4kLanes` and `q6_k_term`, so the
+//! rounding is the same everywhere.
 
 use super::QuantizedActivations;
 use crate::quant::GgmlType;

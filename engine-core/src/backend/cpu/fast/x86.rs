@@ -12,7 +12,8 @@
 //! 32-value blocks are processed eight at a time: the eight blocks' i32 sums are gathered into one
 //! vector (`hsum8`) and combined with their scales exactly as `scalar::Lanes` does lane by lane.
 //! K-quant super-blocks multiply weights by their sub-block scales in i16 first and accumulate
-//! per lane in i32 (bounds at each kernel), then sum the lanes in i64.
+//! per lane in i32 (bounds at each kernel); Q4_K keeps those lanes to the row's end
+//! (`scalar::Q4kLanes`, 512-bit in `q4_k_512`), Q6_K sums them in i64 per super-block.
 
 use super::scalar::{self, q6_k_term, Lanes, QK};
 use super::{QuantizedActivations, GEMM_MAX_X};
@@ -76,7 +77,7 @@ unsafe fn gemm_body<const VNNI: bool>(
             // 512-bit vectors, one activation row or several.
             Q4_K if VNNI => q4_k_512::gemm(w, row_bytes, xs, out),
             Q8_0 | Q4_0 | Q4_1 | Q5_0 | Q4_K | Q6_K => {
-                // One activation row at a time (K-quants, and decode's single row).
+                // One activation row at a time (Q6_K, Q4_K without AVX-512, decode's single row).
                 for (r, (row, out)) in w
                     .chunks_exact(row_bytes)
                     .zip(out.chunks_exact_mut(nx))
