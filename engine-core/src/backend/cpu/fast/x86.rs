@@ -577,18 +577,25 @@ unsafe fn dot_q4_k<const VNNI: bool>(row: &[u8], xq: &QuantizedActivations) -> f
             for (acc, isc) in acc.iter_mut().zip(isc) {
                 *acc = _mm256_add_ps(*acc, _mm256_mul_ps(dxd, _mm256_cvtepi32_ps(isc)));
             }
-            acc_min = q4_k_min_lanes(acc_min, &mins, sums, dx * f16_at(w, 2));
+            acc_min = q4_k_min_lanes(acc_min, q4_k_widen_mins(&mins), sums, dx * f16_at(w, 2));
         }
         q4_k_sum(_mm256_add_ps(acc[0], acc[1]), acc_min)
     }
 }
 
-/// `acc + dxm·(m_j·Σx_j)` lane by lane, as `scalar::Q4kLanes::add` does for the mins.
+/// A Q4_K super-block's eight 6-bit mins as i32 lanes, for `q4_k_min_lanes`.
 #[target_feature(enable = "avx2")]
 #[inline]
-fn q4_k_min_lanes(acc: __m256, mins: &[u8; 8], sums: &[i32], dxm: f32) -> __m256 {
+fn q4_k_widen_mins(mins: &[u8; 8]) -> __m256i {
     // SAFETY: `mins` is 8 readable bytes; `loadl` has no alignment requirement.
-    let m = _mm256_cvtepu8_epi32(unsafe { _mm_loadl_epi64(mins.as_ptr().cast()) });
+    _mm256_cvtepu8_epi32(unsafe { _mm_loadl_epi64(mins.as_ptr().cast()) })
+}
+
+/// `acc + dxm·(m_j·Σx_j)` lane by lane (`m` from `q4_k_widen_mins`), as `scalar::Q4kLanes::add`
+/// does for the mins.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn q4_k_min_lanes(acc: __m256, m: __m256i, sums: &[i32], dxm: f32) -> __m256 {
     let imin = _mm256_mullo_epi32(m, load256(&sums[..8]));
     _mm256_add_ps(
         acc,

@@ -5,7 +5,9 @@
 //! bit-identical to `scalar.rs`.
 
 use super::super::{QuantizedActivations, GEMM_MAX_X};
-use super::{f16_at, load256, prefetch_ahead, q4_k_min_lanes, q4_k_scales_mins, q4_k_sum};
+use super::{
+    f16_at, load256, prefetch_ahead, q4_k_min_lanes, q4_k_scales_mins, q4_k_sum, q4_k_widen_mins,
+};
 use std::arch::x86_64::*;
 
 /// Bytes of one Q4_K super-block: f16 d, f16 dmin, 12 bytes of scales and mins, 128 of nibbles.
@@ -37,6 +39,8 @@ pub(super) unsafe fn gemm(
             for (b, wb) in blocks.iter().enumerate() {
                 let (q, mins) = scaled_weights(wb);
                 let (d, dmin) = (f16_at(wb, 0), f16_at(wb, 2));
+                // Widened once for every activation row.
+                let m = q4_k_widen_mins(&mins);
                 for ((acc, acc_min), xq) in acc.iter_mut().zip(&mut acc_min).zip(xs) {
                     let x = &xq.qs[256 * b..256 * (b + 1)];
                     // Four independent chains (a `vpdpwssd` waits for its accumulator); each
@@ -54,7 +58,7 @@ pub(super) unsafe fn gemm(
                     let dxd = _mm512_set1_ps(dx * d);
                     *acc = _mm512_add_ps(*acc, _mm512_mul_ps(dxd, _mm512_cvtepi32_ps(isc)));
                     let sums = &xq.sums[8 * b..8 * (b + 1)];
-                    *acc_min = q4_k_min_lanes(*acc_min, &mins, sums, dx * dmin);
+                    *acc_min = q4_k_min_lanes(*acc_min, m, sums, dx * dmin);
                 }
             }
             for ((o, acc), acc_min) in out.iter_mut().zip(&acc).zip(&acc_min) {
