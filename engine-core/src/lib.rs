@@ -5,6 +5,8 @@
 //! turns text into token ids and back as llama.cpp does, and `chat` renders a model's chat template;
 //! `engine` loads a model onto a backend and runs conversations over it for every caller.
 
+#![cfg_attr(target_arch = "wasm64", feature(simd_wasm64))]
+
 pub mod backend;
 pub mod chat;
 pub mod clock;

@@ -320,3 +320,17 @@ async fn an_adapter_runs_kernels_when_required() {
         .expect("add");
     assert_eq!(read(&g, &a, 3).await, [1.5, 2.25, 3.125]);
 }
+
+/// The CPU kernels' SIMD128 versions (this module is built with `+simd128`) equal the scalar
+/// reference bit for bit, as the native SIMD paths do.
+#[wasm_bindgen_test]
+fn cpu_simd128_kernels_equal_the_scalar_path() {
+    let checked = engine_core::backend::cpu::fast::check_against_scalar(11);
+    let (isas, compared) = checked.unwrap_or_else(|e| panic!("{e}"));
+    console_log!("cpu kernels: {isas:?}, {compared} outputs compared with the scalar path");
+    assert!(
+        isas.iter().any(|i| i == "Simd128"),
+        "no SIMD128 kernels in this build: {isas:?}"
+    );
+    assert!(compared > 0);
+}

@@ -8,7 +8,8 @@
 //!   differs from `x` by at most half a step: about 16-bit precision in one pass (8 bits alone
 //!   drift by up to 2.5 in SmolLM2's logits over 30 layers).
 //! - Weights are widened to i16 and multiplied pairwise into i32 (`madd`): one product per value.
-//! - Kernels: `scalar.rs` is the portable reference (non-x86, wasm32); `x86.rs` has AVX2+FMA+F16C
+//! - Kernels: `scalar.rs` is the portable reference (other CPUs, wasm without SIMD); `wasm.rs`
+//!   has SIMD128 versions of the 32-value blocks' kernels; `x86.rs` has AVX2+FMA+F16C
 //!   versions and AVX-512 VNNI ones (the same body; Q4_K on 512-bit vectors), the best picked at
 //!   run time. Integer block sums are exact everywhere (each bound is stated where the sum is
 //!   formed; Q6_K totals go through i64), and every path combines them with the same f32
@@ -22,9 +23,12 @@
 //! - Non-finite activations give unspecified (possibly NaN) results, never a panic.
 
 mod activations;
+mod conformance;
 mod scalar;
 #[cfg(test)]
 mod tests;
+#[cfg(all(target_family = "wasm", target_feature = "simd128"))]
+mod wasm;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -41,6 +45,8 @@ const QMAX: f32 = 32767.0;
 /// Activations are zero-padded to a multiple of this many values, so SIMD kernels can treat the
 /// last 32-value blocks of a row as a full group of eight (zero activations add nothing).
 const PAD: usize = 8 * SUM_BLOCK;
+
+pub use conformance::check_against_scalar;
 
 /// Types with a fast kernel.
 pub fn supports(ty: GgmlType) -> bool {
@@ -98,7 +104,11 @@ impl QuantizedActivations {
     /// sums (x86 with AVX2, 32-value blocks); elsewhere a no-op. Worth it only when the rows are
     /// dotted with many weight rows together, as in `gemm_rows`.
     pub fn interleave(&mut self) {
-        if self.block == SUM_BLOCK && self.interleaved.is_empty() && detected_isa() != Isa::Scalar {
+        if cfg!(target_arch = "x86_64")
+            && self.block == SUM_BLOCK
+            && self.interleaved.is_empty()
+            && detected_isa() != Isa::Scalar
+        {
             self.interleaved = activations::interleaved(&self.qs);
         }
     }
@@ -303,12 +313,17 @@ enum Isa {
     /// with AVX-512 BW for Q4_K) (x86_64 only).
     #[cfg(target_arch = "x86_64")]
     Avx512Vnni,
+    /// WebAssembly SIMD128 (wasm builds with `+simd128` only; no run-time detection exists there).
+    #[cfg(all(target_family = "wasm", target_feature = "simd128"))]
+    Simd128,
 }
 
 /// The implementations this CPU can run, best last (the scalar one always).
 fn available_isas() -> Vec<Isa> {
     #[allow(unused_mut)]
     let mut isas = vec![Isa::Scalar];
+    #[cfg(all(target_family = "wasm", target_feature = "simd128"))]
+    isas.push(Isa::Simd128);
     #[cfg(target_arch = "x86_64")]
     {
         if is_x86_feature_detected!("avx2")
@@ -363,6 +378,8 @@ impl Kernels {
             // SAFETY: `Isa::Avx512Vnni` is only chosen when AVX-512 F, BW, VL and VNNI were
             // detected too.
             Isa::Avx512Vnni => unsafe { x86::gemm_vnni(self.ty, w, row_bytes, xs, out) },
+            #[cfg(all(target_family = "wasm", target_feature = "simd128"))]
+            Isa::Simd128 => wasm::gemm(self.ty, w, row_bytes, xs, out),
         }
     }
 
