@@ -23,6 +23,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import { serve } from "../serve.mjs";
+import { CHROMIUM_ARGS, chat as chatWith, chromiumPath, loadModel, open, waitForState } from "./page.mjs";
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const model = process.env.SLUICE_TEST_MODEL_SMOLLM2;
@@ -31,16 +32,9 @@ const outDir = resolve(repo, process.env.SLUICE_PAGE_OUT ?? join(process.env.CAR
 const PROMPT = "Write a haiku about rivers.";
 // Short: SwiftShader decodes a few tokens a second at best.
 const TOKENS = 12;
-// Chromium's software WebGPU (SwiftShader) in headless mode; see TOOLCHAIN.md.
-const CHROMIUM_ARGS = [
-  "--enable-unsafe-webgpu",
-  "--enable-unsafe-swiftshader",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--no-first-run",
-];
 const LOAD_TIMEOUT = 240_000;
 const GENERATE_TIMEOUT = 240_000;
+const chat = (page) => chatWith(page, PROMPT);
 
 let failures = 0;
 function check(ok, what, detail = "") {
@@ -49,9 +43,6 @@ function check(ok, what, detail = "") {
   return ok;
 }
 
-function chromiumPath() {
-  return process.env.SLUICE_CHROMIUM ?? execFileSync("sh", ["-c", "command -v chromium"], { encoding: "utf8" }).trim();
-}
 
 /** The native engine's greedy chat reply (the CLI prints it plus a newline). */
 function nativeReply(maxTokens) {
@@ -68,48 +59,6 @@ function nativeReply(maxTokens) {
 function downloads(server, path) {
   const hits = server.requests.filter((r) => r.path === path && r.method === "GET");
   return { complete: hits.filter((r) => r.complete).length, cut: hits.filter((r) => r.complete === false).length, all: hits.length };
-}
-
-async function waitForState(page, states, timeout) {
-  await page.waitForFunction((s) => s.includes(document.body.dataset.state), states, { timeout });
-  return page.evaluate(() => document.body.dataset.state);
-}
-
-/** Opens the page with its controls preset by query parameters. */
-async function open(page, base, query) {
-  await page.goto(`${base}?${new URLSearchParams(query)}`);
-  await waitForState(page, ["idle"], 60_000);
-}
-
-/** Loads `url` through the URL field (or the default button); resolves to the state and metrics. */
-async function loadModel(page, url) {
-  if (url) {
-    await page.fill("#url", url);
-    await page.click("#load-url");
-  } else {
-    await page.click("#load-default");
-  }
-  const state = await waitForState(page, ["ready", "error"], LOAD_TIMEOUT);
-  return page.evaluate((state) => ({
-    state,
-    error: window.sluicePage.lastError,
-    metrics: window.sluicePage.engine?.metrics() ?? null,
-    phases: [...new Set(window.sluicePage.progress)],
-    status: document.getElementById("status").textContent,
-  }), state);
-}
-
-/** Sends the prompt and waits for the reply; resolves to the shown text and the API's result. */
-async function chat(page) {
-  await page.fill("#prompt", PROMPT);
-  await page.click("#send");
-  await waitForState(page, ["generating"], 10_000).catch(() => {});
-  await waitForState(page, ["ready"], GENERATE_TIMEOUT);
-  return page.evaluate(() => {
-    const replies = document.querySelectorAll("#messages li.assistant");
-    const { lastResult: result, lastError: error, pieces } = window.sluicePage;
-    return { shown: replies[replies.length - 1]?.textContent, result, error, pieces };
-  });
 }
 
 async function main() {

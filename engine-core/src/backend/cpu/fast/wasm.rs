@@ -10,7 +10,7 @@
 //! lacks SIMD, so the page picks its build before loading.
 
 use super::scalar::{self, f16_at, Lanes, QK};
-use super::QuantizedActivations;
+use super::{QuantizedActivations, GEMM_MAX_X};
 use crate::quant::GgmlType;
 #[cfg(target_arch = "wasm32")]
 use std::arch::wasm32::*;
@@ -18,7 +18,8 @@ use std::arch::wasm32::*;
 use std::arch::wasm64::*;
 
 /// `out[r · xs.len() + j] = dot(row r of w, xs[j])` for `out.len() / xs.len()` rows (checked by
-/// the caller), bit-identical to `scalar::gemv`.
+/// the caller, `xs.len() ≤ GEMM_MAX_X`), bit-identical to `scalar::gemv`. Each weight block is
+/// widened once for every activation row.
 pub(super) fn gemm(
     ty: GgmlType,
     w: &[u8],
@@ -28,21 +29,19 @@ pub(super) fn gemm(
 ) {
     use GgmlType::*;
     let nx = xs.len().max(1);
-    let dot: fn(&[u8], &QuantizedActivations) -> f32 = match ty {
-        Q4_0 => |r, x| dot_legacy::<18, false, 8>(r, x, scalar::int_q4_0),
-        Q4_1 => |r, x| dot_legacy::<20, true, 0>(r, x, scalar::int_q4_1),
-        Q5_0 => |r, x| dot_legacy::<22, false, 16>(r, x, scalar::int_q5_0),
-        Q8_0 => |r, x| dot_legacy::<34, false, 0>(r, x, scalar::int_q8_0),
+    let row: fn(&[u8], &[&QuantizedActivations], &mut [f32]) = match ty {
+        Q4_0 => |r, x, o| row_legacy::<18, false, 8>(r, x, o, scalar::int_q4_0),
+        Q4_1 => |r, x, o| row_legacy::<20, true, 0>(r, x, o, scalar::int_q4_1),
+        Q5_0 => |r, x, o| row_legacy::<22, false, 16>(r, x, o, scalar::int_q5_0),
+        Q8_0 => |r, x, o| row_legacy::<34, false, 0>(r, x, o, scalar::int_q8_0),
         _ => {
             return super::per_activation(xs, out, |xq, one| {
                 scalar::gemv(ty, w, row_bytes, xq, one)
             })
         }
     };
-    for (row, out) in w.chunks_exact(row_bytes).zip(out.chunks_exact_mut(nx)) {
-        for (o, xq) in out.iter_mut().zip(xs) {
-            *o = dot(row, xq);
-        }
+    for (w_row, out) in w.chunks_exact(row_bytes).zip(out.chunks_exact_mut(nx)) {
+        row(w_row, xs, out);
     }
 }
 
@@ -149,72 +148,73 @@ fn load_f32(s: &[f32]) -> v128 {
     f32x4(s[0], s[1], s[2], s[3])
 }
 
-/// A row of 32-value blocks of TS bytes (f16 d first; f16 min second when `MIN`), weights less
-/// `OFF`: lanes `b % 8` of `scalar::Lanes`, each with the same f32 operations in the same order.
-/// `int` is the scalar reader of one block's exact integer sum, for the blocks after the last
-/// whole group of eight.
+/// One weight row of 32-value blocks of TS bytes (f16 d first; f16 min second when `MIN`),
+/// weights less `OFF`, dotted with each of `xs` into `out`: lanes `b % 8` of `scalar::Lanes`,
+/// each with the same f32 operations in the same order. `int` is the scalar reader of one block's
+/// exact integer sum, for the blocks after the last whole group of eight.
 #[inline(always)]
-fn dot_legacy<const TS: usize, const MIN: bool, const OFF: i32>(
+fn row_legacy<const TS: usize, const MIN: bool, const OFF: i32>(
     row: &[u8],
-    xq: &QuantizedActivations,
+    xs: &[&QuantizedActivations],
+    out: &mut [f32],
     int: fn(&[u8; TS], &[i16; QK]) -> i32,
-) -> f32 {
+) {
+    let xs = &xs[..xs.len().min(GEMM_MAX_X)];
     let (blocks, _) = row.as_chunks::<TS>();
-    let (xs, _) = xq.qs.as_chunks::<QK>();
     let (groups, tail) = blocks.as_chunks::<4>();
     // Blocks 4g.. go to lanes 0..4 for even g, 4..8 for odd g: a whole group of eight is two.
     let whole = groups.len() - groups.len() % 2;
-    let mut acc = [f32x4_splat(0.0); 2];
+    let mut acc = [[f32x4_splat(0.0); 2]; GEMM_MAX_X];
     for (g, wb) in groups[..whole].iter().enumerate() {
         let b0 = 4 * g;
-        let ints: [v128; 4] = std::array::from_fn(|i| block_dot(widen(&wb[i]), &xs[b0 + i]));
-        let mut t = hsum4(ints);
-        let s = i32x4(
-            xq.sums[b0],
-            xq.sums[b0 + 1],
-            xq.sums[b0 + 2],
-            xq.sums[b0 + 3],
-        );
-        if OFF != 0 {
-            t = i32x4_sub(t, i32x4_mul(s, i32x4_splat(OFF)));
-        }
-        let dw = f32x4(
-            f16_at(&wb[0], 0),
-            f16_at(&wb[1], 0),
-            f16_at(&wb[2], 0),
-            f16_at(&wb[3], 0),
-        );
-        let dx = load_f32(&xq.d[b0..]);
-        let a = &mut acc[g % 2];
-        *a = f32x4_add(*a, f32x4_mul(f32x4_mul(dw, dx), f32x4_convert_i32x4(t)));
-        if MIN {
-            let mw = f32x4(
-                f16_at(&wb[0], 2),
-                f16_at(&wb[1], 2),
-                f16_at(&wb[2], 2),
-                f16_at(&wb[3], 2),
+        let q: [[v128; 4]; 4] = std::array::from_fn(|i| widen(&wb[i]));
+        let scale = |at: usize| {
+            f32x4(
+                f16_at(&wb[0], at),
+                f16_at(&wb[1], at),
+                f16_at(&wb[2], at),
+                f16_at(&wb[3], at),
+            )
+        };
+        let dw = scale(0);
+        let mw = if MIN { scale(2) } else { dw };
+        for (acc, xq) in acc.iter_mut().zip(xs) {
+            let (xb, _) = xq.qs[b0 * QK..(b0 + 4) * QK].as_chunks::<QK>();
+            let mut t = hsum4(std::array::from_fn(|i| block_dot(q[i], &xb[i])));
+            let s = i32x4(
+                xq.sums[b0],
+                xq.sums[b0 + 1],
+                xq.sums[b0 + 2],
+                xq.sums[b0 + 3],
             );
-            *a = f32x4_add(*a, f32x4_mul(mw, f32x4_mul(dx, f32x4_convert_i32x4(s))));
+            if OFF != 0 {
+                t = i32x4_sub(t, i32x4_mul(s, i32x4_splat(OFF)));
+            }
+            let dx = load_f32(&xq.d[b0..]);
+            let a = &mut acc[g % 2];
+            *a = f32x4_add(*a, f32x4_mul(f32x4_mul(dw, dx), f32x4_convert_i32x4(t)));
+            if MIN {
+                *a = f32x4_add(*a, f32x4_mul(mw, f32x4_mul(dx, f32x4_convert_i32x4(s))));
+            }
         }
     }
-    let mut lanes = Lanes::default();
-    for (h, a) in acc.iter().enumerate() {
-        for i in 0..4 {
-            lanes.0[4 * h + i] = match i {
-                0 => f32x4_extract_lane::<0>(*a),
-                1 => f32x4_extract_lane::<1>(*a),
-                2 => f32x4_extract_lane::<2>(*a),
-                _ => f32x4_extract_lane::<3>(*a),
-            };
+    for ((o, acc), xq) in out.iter_mut().zip(&acc).zip(xs) {
+        let mut lanes = Lanes::default();
+        for (h, a) in acc.iter().enumerate() {
+            lanes.0[4 * h] = f32x4_extract_lane::<0>(*a);
+            lanes.0[4 * h + 1] = f32x4_extract_lane::<1>(*a);
+            lanes.0[4 * h + 2] = f32x4_extract_lane::<2>(*a);
+            lanes.0[4 * h + 3] = f32x4_extract_lane::<3>(*a);
         }
-    }
-    // The rest, one block at a time as `scalar` does (same lanes, same operations).
-    let rest = groups[whole..].iter().flatten().chain(tail);
-    for (b, w) in (4 * whole..).zip(rest) {
-        lanes.add_block(b, f16_at(w, 0), xq.d[b], int(w, &xs[b]));
-        if MIN {
-            lanes.add_min(b, f16_at(w, 2), xq.d[b], xq.sums[b]);
+        // The rest, one block at a time as `scalar` does (same lanes, same operations).
+        let (x_blocks, _) = xq.qs.as_chunks::<QK>();
+        let rest = groups[whole..].iter().flatten().chain(tail);
+        for (b, w) in (4 * whole..).zip(rest) {
+            lanes.add_block(b, f16_at(w, 0), xq.d[b], int(w, &x_blocks[b]));
+            if MIN {
+                lanes.add_min(b, f16_at(w, 2), xq.d[b], xq.sums[b]);
+            }
         }
+        *o = lanes.sum();
     }
-    lanes.sum()
 }
