@@ -7,7 +7,7 @@ use crate::quant::GgmlType;
 use crate::rng::SplitMix64;
 
 /// The weight types with a fast kernel.
-const TYPES: [GgmlType; 6] = [
+pub(super) const TYPES: [GgmlType; 6] = [
     GgmlType::Q4_0,
     GgmlType::Q4_1,
     GgmlType::Q5_0,

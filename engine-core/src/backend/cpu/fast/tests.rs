@@ -41,14 +41,7 @@ impl Rng {
     }
 }
 
-const ALL_TYPES: [GgmlType; 6] = [
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-    GgmlType::Q5_0,
-    GgmlType::Q8_0,
-    GgmlType::Q4_K,
-    GgmlType::Q6_K,
-];
+use super::conformance::TYPES as ALL_TYPES;
 
 /// Row lengths to test: 32·odd and block counts around the 8-block groups for the legacy types.
 fn test_ks(ty: GgmlType) -> &'static [usize] {
