@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 model="${1:?usage: compare-wllama.sh MODEL.gguf}"
 harness="${WLLAMA_BENCH:-../shared/bench/wllama}"
-[ -x "$harness/run.sh" ] || [ -f "$harness/run.sh" ] || { echo "compare-wllama: no $harness/run.sh (set WLLAMA_BENCH)" >&2; exit 1; }
+[ -f "$harness/run.sh" ] || { echo "compare-wllama: no $harness/run.sh (set WLLAMA_BENCH)" >&2; exit 1; }
 work="${WLLAMA_WORK:-${CARGO_TARGET_DIR:-target}/wllama-bench}"
 mkdir -p "$work"
 ours="$(node www/tests/bench.mjs "$model")"

@@ -7,7 +7,7 @@
 //!
 //! SIMD128 is a compile-time feature on wasm (`-C target-feature=+simd128`, set for the wasm
 //! targets in `.cargo/config.toml`); a module built with it fails to instantiate where the engine
-//! lacks SIMD, so the page picks its build before loading.
+//! lacks SIMD. There is no scalar fallback module yet: every browser with WebGPU has SIMD128.
 
 use super::scalar::{self, f16_at, Lanes, QK};
 use super::{QuantizedActivations, GEMM_MAX_X};
@@ -82,18 +82,15 @@ fn widen<const TS: usize>(b: &[u8; TS]) -> [v128; 4] {
             // Q5_0: bit i of the u32 at bytes 2..6 is bit 4 of value i.
             let [a, b0, c, d] = nibbles(load(&b[6..]));
             let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
-            // Byte j of `spread` is byte j / 8 of qh; masking with bit j % 8 selects value j's bit.
-            let spread = u8x16_swizzle(
-                u32x4_splat(qh),
-                u8x16(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
-            );
-            let spread_hi = u8x16_swizzle(
-                u32x4_splat(qh),
-                u8x16(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3),
-            );
+            // Values 16h..16h + 16 take their bits from bytes 2h and 2h + 1 of qh.
             let bits = u8x16(1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128);
-            let high = |s: v128| v128_and(u8x16_eq(v128_and(s, bits), bits), u8x16_splat(0x10));
-            let (lo, hi) = (high(spread), high(spread_hi));
+            let high = |h: u8| {
+                let (a, b) = (2 * h, 2 * h + 1);
+                let index = u8x16(a, a, a, a, a, a, a, a, b, b, b, b, b, b, b, b);
+                let spread = u8x16_swizzle(u32x4_splat(qh), index);
+                v128_and(u8x16_eq(v128_and(spread, bits), bits), u8x16_splat(0x10))
+            };
+            let (lo, hi) = (high(0), high(1));
             [
                 v128_or(a, u16x8_extend_low_u8x16(lo)),
                 v128_or(b0, u16x8_extend_high_u8x16(lo)),
